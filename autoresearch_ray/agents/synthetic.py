@@ -1,0 +1,81 @@
+"""Synthetic agents for tests, simulation and benchmarks: ``noop``, ``sleep`` and ``claims``."""
+
+from __future__ import annotations
+
+import time
+
+from ..models import AgentOutput, ClaimDraft, QueryState, Source
+from .base import AgentContext
+from .registry import register_agent
+
+
+@register_agent("noop")
+class NoopAgent:
+    """Does nothing and returns no claims: measures the runtime's own overhead."""
+
+    name = "noop"
+
+    def execute(self, state: QueryState, context: AgentContext) -> AgentOutput:
+        """Return an empty output."""
+        return AgentOutput()
+
+
+@register_agent("sleep")
+class SleepAgent:
+    """Sleeps ``task_time`` seconds (after ``dispatch_latency`` seconds), optionally with claims.
+
+    ``dispatch_latency`` models time spent before the work starts on the worker (network, queueing)
+    and ``task_time`` the work itself; the simulation separates them.
+    """
+
+    name = "sleep"
+
+    def __init__(self, task_time: float = 0.01, dispatch_latency: float = 0.0, claims: int = 0):
+        if task_time < 0 or dispatch_latency < 0 or claims < 0:
+            raise ValueError("task_time, dispatch_latency and claims must be >= 0")
+        self.task_time = float(task_time)
+        self.dispatch_latency = float(dispatch_latency)
+        self.claims = int(claims)
+
+    def execute(self, state: QueryState, context: AgentContext) -> AgentOutput:
+        """Sleep, then return ``claims`` claims naming the loop."""
+        if self.dispatch_latency:
+            time.sleep(self.dispatch_latency)
+        time.sleep(self.task_time)
+        return AgentOutput(claims=_make_claims(self.claims, state, context))
+
+
+@register_agent("claims")
+class ClaimsAgent:
+    """Emits ``count`` deterministic claims per execution, each with a source."""
+
+    name = "claims"
+
+    def __init__(self, count: int = 2, kind: str = "finding"):
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        self.count = int(count)
+        self.kind = kind
+
+    def execute(self, state: QueryState, context: AgentContext) -> AgentOutput:
+        """Return ``count`` claims that differ by agent, loop and index."""
+        return AgentOutput(
+            claims=_make_claims(self.count, state, context, self.kind),
+            summary=f"{context.agent} made {self.count} claims in loop {context.loop}",
+        )
+
+
+def _make_claims(
+    count: int, state: QueryState, context: AgentContext, kind: str = "finding"
+) -> tuple[ClaimDraft, ...]:
+    return tuple(
+        ClaimDraft(
+            content=f"{context.agent} claim {i} on {state.query!r} (loop {context.loop})",
+            kind=kind,
+            sources=(
+                Source(ref=f"synthetic://{context.agent}/{i}", title=f"{context.agent} #{i}"),
+            ),
+            score=1.0 / (i + 1),
+        )
+        for i in range(count)
+    )

@@ -1,0 +1,60 @@
+"""``memory`` broker: a :class:`QueueActor` in this process. For one-process runs and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from ..errors import BrokerError
+from ..queue_actor import QueueActor
+from .base import MessageBroker, RawItem
+
+
+class MemoryBroker(MessageBroker):
+    """In-process queues (the seed's ``memory``). It cannot be shared with another process."""
+
+    name = "memory"
+
+    def __init__(
+        self, maxsize: int = 100_000, lease_seconds: float = 30.0, max_deliveries: int = 5
+    ) -> None:
+        super().__init__()
+        self._queue = QueueActor(maxsize, lease_seconds, max_deliveries)
+        self.put_timeout: float | None = 60.0
+
+    def put_raw(self, payloads: Sequence[str]) -> list[str]:
+        """Enqueue payloads, waiting up to ``put_timeout`` for space."""
+        return self._queue.put_batch(list(payloads), timeout=self.put_timeout)
+
+    def get_raw(self, max_items: int, timeout: float | None) -> list[RawItem]:
+        """Lease payloads from the in-process queue."""
+        return [
+            RawItem(d.delivery_id, d.payload, d.deliveries)
+            for d in self._queue.get_batch(max_items, timeout)
+        ]
+
+    def ack(self, delivery_ids: Sequence[str]) -> int:
+        """Acknowledge deliveries."""
+        return self._queue.ack(list(delivery_ids))
+
+    def dead_letter(self, item: RawItem, reason: str) -> None:
+        """Move a payload to the dead-letter list."""
+        self._queue.dead_letter(item.delivery_id, reason)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Dead letters so far."""
+        return self._queue.dead_letters()
+
+    def stats(self) -> dict[str, int]:
+        """Queue counters."""
+        return self._queue.stats()
+
+    def close(self) -> None:
+        """Wake any blocked consumer."""
+        self._queue.close()
+
+    def __reduce__(self) -> NoReturn:
+        raise BrokerError(
+            "the memory broker lives in one process and cannot be sent to another; "
+            "use message_broker 'ray' or 'redis' across processes"
+        )

@@ -1,0 +1,174 @@
+"""``autoresearch-ray``: run a query, list a run's claims, list runs.
+
+Exit codes: 0 success, 1 a failed run, 2 bad input (one line on stderr saying what and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .claim_store import ClaimStore
+from .config import ConfigModel, load_config
+from .errors import AutoresearchError, BadInputError
+from .executors import get_executor
+from .progress import ProgressDisplay
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = _Parser(prog="autoresearch-ray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="answer a query",
+        description='autoresearch-ray run [CONFIG.yaml] "query" [key=value ...]',
+    )
+    run.add_argument("args", nargs="+", metavar="[CONFIG] QUERY [key=value]")
+    run.add_argument("--json", action="store_true", help="print the whole QueryResponse as JSON")
+    run.add_argument("--run-id", help="run id (re-using one stores no duplicate claims)")
+
+    claims = sub.add_parser("claims", help="list the stored claims of a run")
+    claims.add_argument("run_id")
+    claims.add_argument("args", nargs="*", metavar="[CONFIG] [key=value]")
+    claims.add_argument("--json", action="store_true")
+
+    runs = sub.add_parser("runs", help="list stored runs")
+    runs.add_argument("args", nargs="*", metavar="[CONFIG] [key=value]")
+    runs.add_argument("--json", action="store_true")
+    return parser
+
+
+def split_args(args: Sequence[str], want_query: bool) -> tuple[str | None, str | None, list[str]]:
+    """Split positionals into (config path, query, overrides)."""
+    config: str | None = None
+    query: str | None = None
+    overrides: list[str] = []
+    rest = list(args)
+    if rest and rest[0].endswith((".yaml", ".yml")) and not _OVERRIDE.match(rest[0]):
+        config = rest.pop(0)
+    for item in rest:
+        if _OVERRIDE.match(item):
+            overrides.append(item)
+        elif want_query and query is None:
+            query = item
+        else:
+            raise BadInputError(
+                f"unexpected argument {item!r}: give one quoted query and key=value overrides"
+            )
+    return config, query, overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    try:
+        ns = build_parser().parse_args(argv)
+        if ns.command == "run":
+            return _run(ns)
+        if ns.command == "claims":
+            return _claims(ns)
+        return _runs(ns)
+    except BadInputError as exc:
+        print(f"autoresearch-ray: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("autoresearch-ray: interrupted", file=sys.stderr)
+        return 130
+    except AutoresearchError as exc:
+        print(f"autoresearch-ray: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(ns: argparse.Namespace) -> int:
+    config_path, query, overrides = split_args(ns.args, want_query=True)
+    config = load_config(config_path, overrides)
+    query = query or config.query
+    if not query or not query.strip():
+        raise BadInputError('no query given: autoresearch-ray run [CONFIG] "your question"')
+    progress = ProgressDisplay(config.loops, len(config.agents))
+    with get_executor(config) as executor:
+        response = executor.run_query(query, callbacks=progress, run_id=ns.run_id)
+    if ns.json:
+        print(response.model_dump_json(indent=2))
+    else:
+        m = response.metrics
+        print(response.answer)
+        print()
+        print(f"run id:     {response.run_id}")
+        print(
+            f"agents:     {m.agents} x {m.loops} loops = {m.agent_executions} executions, "
+            f"{m.agent_errors} errors"
+        )
+        print(f"claims:     {m.claims} ({len(response.sources)} sources)")
+        print(f"executor:   {m.executor}, {m.message_broker} broker, {m.duration_s:.2f}s")
+        print(f"stored in:  {response.storage_path}")
+        for err in response.errors[:10]:
+            print(f"error:      loop {err.loop} {err.agent}: {err.error}", file=sys.stderr)
+        print(
+            f"list them:  autoresearch-ray claims {response.run_id} "
+            f"storage.path={response.storage_path}"
+        )
+    failed = m.agent_executions > 0 and m.agent_errors == m.agent_executions
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _open_store(args: Sequence[str]) -> tuple[ClaimStore, ConfigModel]:
+    config_path, _, overrides = split_args(args, want_query=False)
+    config = load_config(config_path, overrides)
+    path = config.storage.resolved()
+    if not Path(path).is_file():
+        raise BadInputError(f"no claims database at {path} (set storage.path=...)")
+    return ClaimStore(path, readonly=True), config
+
+
+def _claims(ns: argparse.Namespace) -> int:
+    store, _ = _open_store(ns.args)
+    try:
+        if store.run(ns.run_id) is None:
+            raise BadInputError(f"no run {ns.run_id!r} in {store.path}")
+        claims = store.claims(ns.run_id)
+        if ns.json:
+            print(json.dumps([c.model_dump(mode="json") for c in claims], indent=2))
+            return EXIT_OK
+        for c in claims:
+            source = c.sources[0].ref if c.sources else "-"
+            print(f"{c.claim_id[:12]}  loop {c.loop}  {c.agent:<12} {c.kind:<10} {source}")
+            print(f"    {c.content}")
+        print(f"{len(claims)} claims of run {ns.run_id} in {store.path}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _runs(ns: argparse.Namespace) -> int:
+    store, _ = _open_store(ns.args)
+    try:
+        runs = store.runs()
+    finally:
+        store.close()
+    if ns.json:
+        print(json.dumps(runs, indent=2))
+        return EXIT_OK
+    for r in runs:
+        print(
+            f"{r['run_id']:<16} {r['status']:<10} loops {r['loops_completed']}/{r['loops']}  "
+            f"claims {r['claims']:<6} {r['query'][:60]}"
+        )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

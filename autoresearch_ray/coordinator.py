@@ -1,0 +1,192 @@
+"""``Coordinator``: owns a run's state. It takes agent results as they finish, publishes their
+claims, waits for the claim store's acknowledgements, merges each loop in a deterministic order,
+checkpoints it, and synthesizes the response.
+
+A plain class. The executors host it (a Ray actor, or a local handle) and drive it through
+``start_run`` → (``record`` per result) → ``finish_loop`` per loop → ``synthesize``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .brokers.base import MessageBroker
+from .errors import AckTimeout
+from .hosting import resolve
+from .messages import AgentResultMessage, PersistClaim
+from .models import (
+    AgentErrorInfo,
+    AgentRecord,
+    AgentResult,
+    Claim,
+    QueryResponse,
+    QueryState,
+    RunMetrics,
+    bind_claim,
+)
+from .synthesis import collect_sources, rank_claims, synthesize_answer
+
+
+class Coordinator:
+    """The state owner of one run at a time."""
+
+    def __init__(
+        self,
+        broker: MessageBroker,
+        store: Any,
+        ack_timeout_s: float = 60.0,
+        batch_size: int = 1000,
+        executor: str = "ray",
+        storage_path: str = "",
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.ack_timeout_s = ack_timeout_s
+        self.batch_size = batch_size
+        self.executor = executor
+        self.storage_path = storage_path
+        self.state: QueryState | None = None
+        self._agent_order: dict[str, int] = {}
+        self._loop_records: list[AgentRecord] = []
+        self._loop_claims: dict[str, list[Claim]] = {}
+        self._awaiting: list[str] = []
+        self._started = 0.0
+
+    def start_run(
+        self, run_id: str, query: str, loops: int, agents: list[str], config: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Begin a run; returns the state agents of loop 0 see."""
+        resolve(self.store.start_run.remote(run_id, query, config, loops))
+        self.state = QueryState(run_id=run_id, query=query, loop=0, loops=loops)
+        self._agent_order = {name: i for i, name in enumerate(agents)}
+        self._reset_loop()
+        self._started = time.time()
+        return self.state.model_dump(mode="json")
+
+    def record(self, result_json: dict[str, Any], received_at: float) -> dict[str, Any]:
+        """Take one agent result as it arrives: publish its claims now, merge at loop end."""
+        state = self._require_state()
+        result = AgentResult.model_validate(result_json)
+        claims: list[Claim] = []
+        if result.status == "ok" and result.output is not None:
+            claims = [
+                bind_claim(state.run_id, result.loop, result.agent, d) for d in result.output.claims
+            ]
+        record = AgentRecord(
+            loop=result.loop,
+            agent=result.agent,
+            status=result.status,
+            claim_ids=tuple(c.claim_id for c in claims),
+            summary=result.output.summary if result.output else "",
+            error=result.error,
+            error_type=result.error_type,
+            duration_s=result.duration_s,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            received_at=received_at,
+            arrival=len(self._loop_records),
+            pid=result.pid,
+            node_id=result.node_id,
+        )
+        messages: list[PersistClaim | AgentResultMessage] = [PersistClaim(claim=c) for c in claims]
+        messages.append(
+            AgentResultMessage(
+                run_id=state.run_id,
+                loop=result.loop,
+                agent=result.agent,
+                status=result.status,
+                claim_ids=record.claim_ids,
+                duration_s=result.duration_s,
+                error=result.error,
+                node_id=result.node_id,
+                pid=result.pid,
+            )
+        )
+        # Publishing as results arrive overlaps persistence with the loop's slower agents.
+        for start in range(0, len(messages), self.batch_size):
+            self.broker.publish_batch(messages[start : start + self.batch_size])
+        self._awaiting.extend(m.message_id for m in messages)
+        self._loop_records.append(record)
+        self._loop_claims[result.agent] = claims
+        return record.model_dump(mode="json")
+
+    def finish_loop(self, loop: int) -> dict[str, Any]:
+        """Wait for every acknowledgement of the loop, merge, checkpoint; returns the next state."""
+        state = self._require_state()
+        missing = resolve(self.store.wait_for.remote(self._awaiting, self.ack_timeout_s))
+        if missing:
+            why = resolve(self.store.consumer_error.remote())
+            raise AckTimeout(
+                f"loop {loop}: {len(missing)} of {len(self._awaiting)} messages were not "
+                f"acknowledged by the claim store within {self.ack_timeout_s}s"
+                + (f" (consumer error: {why})" if why else "")
+            )
+        # Deterministic merge: configured agent order, whatever order the results arrived in.
+        order = sorted(self._loop_records, key=lambda r: self._agent_order.get(r.agent, 1 << 30))
+        for record in order:
+            state.claims.extend(self._loop_claims.get(record.agent, []))
+            state.records.append(record)
+        state.loop = loop + 1
+        snapshot = state.model_dump(mode="json")
+        resolve(self.store.checkpoint.remote(state.run_id, loop, state.model_dump_json()))
+        self._reset_loop()
+        return snapshot
+
+    def synthesize(self, storage_path: str | None = None) -> dict[str, Any]:
+        """The run's :class:`QueryResponse`; marks the run completed in the store."""
+        state = self._require_state()
+        ranked = rank_claims(state.claims)
+        errors = tuple(
+            AgentErrorInfo(
+                loop=r.loop, agent=r.agent, error_type=r.error_type or "Error", error=r.error or ""
+            )
+            for r in state.records
+            if r.status == "error"
+        )
+        durations = [r.duration_s for r in state.records]
+        metrics = RunMetrics(
+            loops=state.loop,
+            agents=len(self._agent_order),
+            agent_executions=len(state.records),
+            agent_errors=len(errors),
+            claims=len(state.claims),
+            duration_s=time.time() - self._started,
+            mean_agent_s=sum(durations) / len(durations) if durations else 0.0,
+            executor=self.executor,
+            message_broker=self.broker.name,
+            nodes=tuple(sorted({r.node_id for r in state.records if r.node_id})),
+        )
+        response = QueryResponse(
+            run_id=state.run_id,
+            query=state.query,
+            answer=synthesize_answer(state),
+            claims=tuple(ranked),
+            sources=tuple(collect_sources(ranked)),
+            errors=errors,
+            records=tuple(state.records),
+            metrics=metrics,
+            storage_path=storage_path or self.storage_path,
+        )
+        status = "completed" if len(errors) < len(state.records) or not state.records else "failed"
+        resolve(self.store.finish_run.remote(state.run_id, status, response.model_dump_json()))
+        return response.model_dump(mode="json")
+
+    def fail_run(self, reason: str) -> None:
+        """Mark the current run failed (the driver hit an error it cannot recover from)."""
+        if self.state is not None:
+            resolve(self.store.finish_run.remote(self.state.run_id, "failed", None))
+
+    def ping(self) -> bool:
+        """Liveness check used by hosts."""
+        return True
+
+    def _reset_loop(self) -> None:
+        self._loop_records = []
+        self._loop_claims = {}
+        self._awaiting = []
+
+    def _require_state(self) -> QueryState:
+        if self.state is None:
+            raise RuntimeError("no run in progress: call start_run first")
+        return self.state

@@ -1,0 +1,291 @@
+"""The executor loop, written once. Subclasses say how the backbone is hosted and how one agent
+execution is submitted, waited for and cancelled; nothing else differs between them."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..agents.base import AgentContext
+from ..agents.runtime import error_result, parse_result
+from ..brokers import MessageBroker, get_message_broker
+from ..claim_store import ClaimStore
+from ..config import AgentSpec, ConfigModel, redact_url
+from ..coordinator import Coordinator
+from ..errors import AutoresearchError, ExecutorError
+from ..hosting import Host, resolve, wait_first
+from ..messages import Stop
+from ..models import AgentRecord, AgentResult, QueryResponse, QueryState
+from .callbacks import RunCallbacks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    spec: AgentSpec
+    context: AgentContext
+    started: float
+    deadline: float
+
+
+class BaseExecutor(abc.ABC):
+    """Runs queries: ``run_query`` drives loops of agents against the three backbone roles."""
+
+    name = "base"
+
+    def __init__(self, config: ConfigModel) -> None:
+        self.config = config
+        self.dist = config.distributed_config
+        self.storage_path = str(config.storage.resolved())
+        self.broker: MessageBroker | None = None
+        self.coordinator: Any = None
+        self.store: Any = None
+        self._host: Host | None = None
+        self._started = False
+        self._closed = False
+
+    # -- what subclasses provide ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _start_runtime(self) -> Host:
+        """Bring up the runtime (Ray, a process pool) and return the host for backbone roles."""
+
+    @abc.abstractmethod
+    def _share_state(self, state_json: dict[str, Any]) -> Any:
+        """Make a loop's state available to its agents once (Ray puts it in the object store)."""
+
+    @abc.abstractmethod
+    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
+        """Start one agent execution; returns a future of its result dict."""
+
+    @abc.abstractmethod
+    def _collect(self, future: Any) -> dict[str, Any]:
+        """The result dict of a finished future; raises if the execution itself was lost."""
+
+    @abc.abstractmethod
+    def _cancel(self, future: Any) -> None:
+        """Stop an execution that overran its timeout (best effort)."""
+
+    @abc.abstractmethod
+    def _end_loop(self) -> None:
+        """Called after each loop: e.g. replace workers left busy by cancelled executions."""
+
+    @abc.abstractmethod
+    def _stop_runtime(self) -> None:
+        """Release the runtime started by ``_start_runtime`` (never one that was already there)."""
+
+    def _broker_options(self) -> dict[str, Any]:
+        return {
+            "lease_seconds": self.dist.lease_seconds,
+            "max_deliveries": self.dist.max_deliveries,
+        }
+
+    def _actor_options(self, role: str) -> dict[str, Any]:
+        """Extra options for a backbone role's actor (placement, restarts)."""
+        return {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> BaseExecutor:
+        """Start the runtime and the backbone; called by ``run_query`` if needed."""
+        if self._closed:
+            raise ExecutorError(f"{type(self).__name__} has been shut down; create a new one")
+        if self._started:
+            return self
+        self._host = self._start_runtime()
+        try:
+            self.broker = self._make_broker()
+            self.store = self._host.spawn(
+                ClaimStore,
+                self.storage_path,
+                name="claim-store",
+                max_concurrency=8,
+                options=self._actor_options("claim_store"),
+            )
+            resolve(self.store.ping.remote())
+            resolve(self.store.start_consumer.remote(self.broker, self.dist.batch_size))
+            self.coordinator = self._host.spawn(
+                Coordinator,
+                self.broker,
+                self.store,
+                self.dist.ack_timeout_s,
+                self.dist.batch_size,
+                self.name,
+                self.storage_path,
+                name="coordinator",
+                options=self._actor_options("coordinator"),
+            )
+            resolve(self.coordinator.ping.remote())
+        except BaseException:
+            self._started = True
+            self.shutdown()
+            raise
+        self._started = True
+        return self
+
+    def _make_broker(self) -> MessageBroker:
+        options = self._broker_options()
+        if self.dist.message_broker == "redis":
+            options["namespace"] = self.dist.namespace
+        else:
+            options["maxsize"] = self.dist.queue_size
+        return get_message_broker(self.dist.message_broker, self.dist.broker_url, **options)
+
+    def shutdown(self) -> None:
+        """Flush and stop the backbone and the runtime this executor started; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            return
+        if self.store is not None and self.broker is not None:
+            try:
+                # The stop message queues behind every claim, so the consumer drains them first.
+                self.broker.publish(Stop(reason="executor shutdown"))
+                resolve(self.store.close.remote(), timeout=30)
+            except Exception as exc:
+                log.warning("claim store did not close cleanly: %s", exc)
+        for handle in (self.coordinator, self.store):
+            if handle is not None and self._host is not None:
+                self._host.kill(handle)
+        if self.broker is not None:
+            self.broker.close()
+        self._stop_runtime()
+
+    def __enter__(self) -> BaseExecutor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run_query(
+        self, query: str, callbacks: Any = None, run_id: str | None = None
+    ) -> QueryResponse:
+        """Run every configured loop of every agent against ``query`` and synthesize the answer.
+
+        Each loop dispatches all agents at once, takes results as they complete, and counts as
+        done only when the claim store has acknowledged every claim of it. An agent that raises,
+        times out or returns garbage is a recorded error; the others' results are kept.
+        """
+        if not query or not query.strip():
+            raise AutoresearchError("the query is empty")
+        hooks = RunCallbacks.coerce(callbacks)
+        self.start()
+        cfg = self.config
+        run_id = run_id or cfg.new_run_id()
+        names = [a.name for a in cfg.agents]
+        try:
+            state_json = resolve(
+                self.coordinator.start_run.remote(
+                    run_id, query, cfg.loops, names, _public_config(cfg)
+                )
+            )
+            if hooks.on_run_start:
+                hooks.on_run_start(run_id, QueryState.model_validate(state_json))
+            for loop in range(cfg.loops):
+                self._run_loop(run_id, loop, state_json, hooks)
+                state_json = resolve(self.coordinator.finish_loop.remote(loop))
+                if hooks.on_cycle_end:
+                    hooks.on_cycle_end(loop, QueryState.model_validate(state_json))
+            response = QueryResponse.model_validate(
+                resolve(self.coordinator.synthesize.remote(self.storage_path))
+            )
+        except BaseException:
+            try:
+                resolve(self.coordinator.fail_run.remote("driver error"), timeout=10)
+            except Exception:  # the original error matters more than this bookkeeping
+                pass
+            raise
+        if hooks.on_run_end:
+            hooks.on_run_end(response)
+        return response
+
+    def _run_loop(
+        self, run_id: str, loop: int, state_json: dict[str, Any], hooks: RunCallbacks
+    ) -> None:
+        state = self._share_state(state_json)
+        pending: dict[Any, _Pending] = {}
+        for spec in self.config.agents:
+            context = AgentContext(
+                run_id=run_id,
+                loop=loop,
+                loops=self.config.loops,
+                agent=spec.name,
+                params=spec.params,
+            )
+            now = time.time()
+            future = self._submit(spec, state, context)
+            pending[future] = _Pending(
+                spec, context, now, time.monotonic() + self.dist.agent_timeout_s
+            )
+            if hooks.on_agent_start:
+                hooks.on_agent_start(loop, spec.name)
+        while pending:
+            nearest = min(p.deadline for p in pending.values())
+            done = wait_first(list(pending), timeout=max(0.0, nearest - time.monotonic()))
+            for future in done:
+                item = pending.pop(future)
+                self._deliver(self._result_of(future, item), hooks)
+            now = time.monotonic()
+            for future in [f for f, p in pending.items() if p.deadline <= now]:
+                item = pending.pop(future)
+                self._cancel(future)
+                result = error_result(
+                    item.context,
+                    f"agent {item.spec.name!r} timed out after {self.dist.agent_timeout_s}s",
+                    "TimeoutError",
+                    item.started,
+                )
+                self._deliver(result, hooks)
+        self._end_loop()
+
+    def _result_of(self, future: Any, item: _Pending) -> AgentResult:
+        try:
+            raw = self._collect(future)
+        except Exception as exc:
+            # The execution was lost (worker died after its retries, pool broke): an error value.
+            return error_result(
+                item.context,
+                f"{type(exc).__name__}: {exc}"[:4000],
+                type(exc).__name__,
+                item.started,
+            )
+        try:
+            return parse_result(raw)
+        except Exception as exc:
+            return error_result(
+                item.context,
+                f"invalid result from worker: {exc}"[:4000],
+                "InvalidResult",
+                item.started,
+            )
+
+    def _deliver(self, result: AgentResult, hooks: RunCallbacks) -> None:
+        record = resolve(
+            self.coordinator.record.remote(result.model_dump(mode="json"), time.time())
+        )
+        if hooks.on_agent_result:
+            hooks.on_agent_result(AgentRecord.model_validate(record))
+
+    def describe(self) -> str:
+        """One line naming the executor, broker and store (credentials redacted)."""
+        url = (
+            f" at {redact_url(self.dist.broker_url)}" if self.dist.message_broker == "redis" else ""
+        )
+        return (
+            f"{self.name} executor, {self.dist.message_broker} broker{url}, "
+            f"claims in {self.storage_path}"
+        )
+
+
+def _public_config(cfg: ConfigModel) -> dict[str, Any]:
+    data = cfg.model_dump(mode="json")
+    url = data["distributed_config"].get("broker_url")
+    data["distributed_config"]["broker_url"] = redact_url(url) if url else url
+    return data

@@ -1,0 +1,52 @@
+"""``LocalExecutor``: ``distributed_config.enabled: false`` — everything in the driver's process,
+agents on threads. The same loop as the distributed executors, with nothing to start."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from typing import Any
+
+from ..agents.base import AgentContext
+from ..agents.runtime import execute_agent
+from ..config import AgentSpec, ConfigModel
+from ..hosting import Host, ThreadHost
+from .base import BaseExecutor
+
+
+class LocalExecutor(BaseExecutor):
+    """Agents on a thread pool of ``num_cpus`` threads; backbone on threads; memory broker."""
+
+    name = "local"
+
+    def __init__(self, config: ConfigModel) -> None:
+        super().__init__(config)
+        self._pool: cf.ThreadPoolExecutor | None = None
+
+    def _start_runtime(self) -> Host:
+        self._pool = cf.ThreadPoolExecutor(self.dist.num_cpus, thread_name_prefix="agent")
+        return ThreadHost()
+
+    def _share_state(self, state_json: dict[str, Any]) -> Any:
+        return state_json
+
+    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
+        assert self._pool is not None
+        return self._pool.submit(
+            execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
+        )
+
+    def _collect(self, future: Any) -> dict[str, Any]:
+        result: dict[str, Any] = future.result()
+        return result
+
+    def _cancel(self, future: Any) -> None:
+        # A thread cannot be stopped; its late result is ignored.
+        future.cancel()
+
+    def _end_loop(self) -> None:
+        pass
+
+    def _stop_runtime(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

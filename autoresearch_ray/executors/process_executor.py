@@ -1,0 +1,115 @@
+"""``ProcessExecutor``: agents in a ``multiprocessing`` pool, the backbone on threads of the driver.
+
+The backbone shares the driver's process so the ``memory`` broker (in-process queues, as the seed
+defines it) works; the agents, which do the run's work, get processes of their own. Workers are
+spawned, not forked: the driver holds threads and sockets a fork would copy in a broken state.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+from typing import Any
+
+from ..agents.base import AgentContext
+from ..agents.runtime import execute_agent
+from ..config import AgentSpec, ConfigModel
+from ..errors import ExecutorError
+from ..hosting import Host, ThreadHost
+from .base import BaseExecutor
+
+log = logging.getLogger(__name__)
+
+
+def _warm() -> int:
+    import os
+
+    return os.getpid()
+
+
+class ProcessExecutor(BaseExecutor):
+    """Runs agents in ``num_cpus`` worker processes."""
+
+    name = "process"
+
+    def __init__(self, config: ConfigModel) -> None:
+        super().__init__(config)
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._overran: list[cf.Future[Any]] = []
+
+    def _start_runtime(self) -> Host:
+        self._pool = self._new_pool()
+        return ThreadHost()
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        workers = self.dist.num_cpus
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        # Start every worker now, so the first loop does not pay for interpreter start-up.
+        try:
+            for future in [pool.submit(_warm) for _ in range(workers)]:
+                future.result(timeout=120)
+        except (cf.process.BrokenProcessPool, cf.TimeoutError) as exc:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise ExecutorError(
+                f"the process pool's workers died while starting ({type(exc).__name__}). A script "
+                "that uses ProcessExecutor must guard its entry point with "
+                '`if __name__ == "__main__":`, since spawned workers import the main module.'
+            ) from None
+        return pool
+
+    def _share_state(self, state_json: dict[str, Any]) -> Any:
+        return state_json
+
+    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
+        assert self._pool is not None
+        try:
+            return self._pool.submit(
+                execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
+            )
+        except cf.process.BrokenProcessPool:
+            log.warning("worker pool broke; starting a new one")
+            self._replace_pool()
+            return self._pool.submit(
+                execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
+            )
+
+    def _collect(self, future: Any) -> dict[str, Any]:
+        result: dict[str, Any] = future.result()
+        return result
+
+    def _cancel(self, future: Any) -> None:
+        if not future.cancel():
+            # Running: a process pool cannot stop one task, so its worker is replaced at loop end.
+            self._overran.append(future)
+
+    def _end_loop(self) -> None:
+        broken = self._pool is not None and getattr(self._pool, "_broken", False)
+        if broken or any(not f.done() for f in self._overran):
+            self._replace_pool()
+        self._overran = []
+
+    def _replace_pool(self) -> None:
+        old = self._pool
+        if old is not None:
+            _terminate(old)
+        self._pool = self._new_pool()
+
+    def _stop_runtime(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _terminate(pool: cf.ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor has no public way to kill a busy worker before Python 3.14
+    # (terminate_workers); its process table is the only handle on them.
+    processes = dict(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes.values():
+        if process.is_alive():
+            process.kill()
+    for process in processes.values():
+        process.join(5)
