@@ -101,10 +101,10 @@ def _run(ns: argparse.Namespace) -> int:
     progress = ProgressDisplay(config.loops, len(config.agents))
     with get_executor(config) as executor:
         response = executor.run_query(query, callbacks=progress, run_id=ns.run_id)
+    m = response.metrics
     if ns.json:
         print(response.model_dump_json(indent=2))
     else:
-        m = response.metrics
         print(response.answer)
         print()
         print(f"run id:     {response.run_id}")

@@ -197,6 +197,7 @@ def load_config(
     ``distributed_config`` may be given bare (``executor=process``). ``${oc.env:VAR,default}``
     interpolation works in files and overrides.
     """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -212,7 +213,7 @@ def load_config(
         data = OmegaConf.to_container(merged, resolve=True)
     except ConfigError:
         raise
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
         raise ConfigError(f"{origin}: {_first_line(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping of keys, not {type(data)}")
@@ -244,12 +245,15 @@ def _expand_short_key(item: str) -> str:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {item!r} is not of the form key=value")
+    if "\x00" in item:
+        raise ConfigError(f"override {key}: the value contains a NUL byte")
     if key in SHORT_KEYS:
         return f"distributed_config.{key}={value}"
     return item
 
 
 def _redact_override(item: str) -> str:
+    item = item.replace("\x00", "\\x00")
     key, _, value = item.partition("=")
     return f"{key}={redact_url(value)}" if "url" in key else item
 

@@ -79,3 +79,36 @@ def _make_claims(
         )
         for i in range(count)
     )
+
+
+@register_agent("fail")
+class FailAgent:
+    """Raises ``error`` (an exception message) in the loops listed in ``loops`` (all by default)."""
+
+    name = "fail"
+
+    def __init__(self, error: str = "synthetic failure", loops: list[int] | None = None):
+        self.error = error
+        self.loops = None if loops is None else set(loops)
+
+    def execute(self, state: QueryState, context: AgentContext) -> AgentOutput:
+        """Raise in the chosen loops, else return one claim."""
+        if self.loops is None or context.loop in self.loops:
+            raise ValueError(self.error)
+        return AgentOutput(claims=_make_claims(1, state, context))
+
+
+@register_agent("garbage")
+class GarbageAgent:
+    """Returns something that is not an AgentOutput (``kind``: number, bad_claims)."""
+
+    name = "garbage"
+
+    def __init__(self, kind: str = "number"):
+        self.kind = kind
+
+    def execute(self, state: QueryState, context: AgentContext) -> object:
+        """Return garbage of the chosen kind."""
+        if self.kind == "bad_claims":
+            return {"claims": [{"content": ""}]}
+        return 42

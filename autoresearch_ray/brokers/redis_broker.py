@@ -53,7 +53,7 @@ class RedisBroker(MessageBroker):
     ) -> None:
         super().__init__()
         import redis
-        from redis.backoff import ExponentialBackoff
+        from redis.backoff import ExponentialBackoff, NoBackoff
         from redis.retry import Retry
 
         self.url = url
@@ -65,6 +65,15 @@ class RedisBroker(MessageBroker):
         self._connect_timeout = connect_timeout
         self._last_reclaim = 0.0
         try:
+            # Probe once without retries: a wrong URL or a stopped server should fail at once.
+            # Retries (below) are for a connection that has worked and then dropped.
+            probe = redis.Redis.from_url(
+                url, socket_connect_timeout=connect_timeout, retry=Retry(NoBackoff(), 0)
+            )
+            try:
+                probe.ping()
+            finally:
+                probe.close()
             self._redis = redis.Redis.from_url(
                 url,
                 decode_responses=False,

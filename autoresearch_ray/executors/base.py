@@ -96,9 +96,13 @@ class BaseExecutor(abc.ABC):
             raise ExecutorError(f"{type(self).__name__} has been shut down; create a new one")
         if self._started:
             return self
-        self._host = self._start_runtime()
-        try:
+        if self.dist.message_broker != "ray":
+            # Check Redis before paying for Ray or a process pool: a wrong URL fails at once.
             self.broker = self._make_broker()
+        try:
+            self._host = self._start_runtime()
+            if self.broker is None:
+                self.broker = self._make_broker()
             self.store = self._host.spawn(
                 ClaimStore,
                 self.storage_path,
