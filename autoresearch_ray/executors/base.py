@@ -17,7 +17,6 @@ from ..config import AgentSpec, ConfigModel, redact_url
 from ..coordinator import Coordinator
 from ..errors import AutoresearchError, ExecutorError
 from ..hosting import Host, resolve, wait_first
-from ..messages import Stop
 from ..models import AgentRecord, AgentResult, QueryResponse, QueryState
 from .callbacks import RunCallbacks
 
@@ -146,10 +145,11 @@ class BaseExecutor(abc.ABC):
         self._closed = True
         if not self._started:
             return
-        if self.store is not None and self.broker is not None:
+        if self.store is not None:
             try:
-                # The stop message queues behind every claim, so the consumer drains them first.
-                self.broker.publish(Stop(reason="executor shutdown"))
+                # Every loop waited for its acknowledgements, so nothing is in flight here. The
+                # consumer is stopped by a direct call, not a `stop` message: on a Redis stream
+                # shared with a later run, a stop left unread would end that run's consumer.
                 resolve(self.store.close.remote(), timeout=30)
             except Exception as exc:
                 log.warning("claim store did not close cleanly: %s", exc)
