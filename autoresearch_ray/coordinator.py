@@ -64,8 +64,22 @@ class Coordinator:
         self._started = time.time()
         return self.state.model_dump(mode="json")
 
-    def record(self, result_json: dict[str, Any], received_at: float) -> dict[str, Any]:
-        """Take one agent result as it arrives: publish its claims now, merge at loop end."""
+    def record_many(
+        self, results: list[tuple[dict[str, Any], float]], received_at: float
+    ) -> list[dict[str, Any]]:
+        """Take results as they arrive (``(result, submitted_at)`` pairs): one broker round trip
+        publishes all their claims now; they are merged into the state at loop end."""
+        records = [self._record(r, submitted, received_at) for r, submitted in results]
+        messages = [m for _, batch in records for m in batch]
+        # Publishing as results arrive overlaps persistence with the loop's slower agents.
+        for start in range(0, len(messages), self.batch_size):
+            self.broker.publish_batch(messages[start : start + self.batch_size])
+        self._awaiting.extend(m.message_id for m in messages)
+        return [record.model_dump(mode="json") for record, _ in records]
+
+    def _record(
+        self, result_json: dict[str, Any], submitted_at: float, received_at: float
+    ) -> tuple[AgentRecord, list[PersistClaim | AgentResultMessage]]:
         state = self._require_state()
         result = AgentResult.model_validate(result_json)
         claims: list[Claim] = []
@@ -84,6 +98,7 @@ class Coordinator:
             duration_s=result.duration_s,
             started_at=result.started_at,
             finished_at=result.finished_at,
+            submitted_at=submitted_at,
             received_at=received_at,
             arrival=len(self._loop_records),
             pid=result.pid,
@@ -103,13 +118,9 @@ class Coordinator:
                 pid=result.pid,
             )
         )
-        # Publishing as results arrive overlaps persistence with the loop's slower agents.
-        for start in range(0, len(messages), self.batch_size):
-            self.broker.publish_batch(messages[start : start + self.batch_size])
-        self._awaiting.extend(m.message_id for m in messages)
         self._loop_records.append(record)
         self._loop_claims[result.agent] = claims
-        return record.model_dump(mode="json")
+        return record, messages
 
     def finish_loop(self, loop: int) -> dict[str, Any]:
         """Wait for every acknowledgement of the loop, merge, checkpoint; returns the next state."""

@@ -120,9 +120,10 @@ class AgentRecord(BaseModel):
     error: str | None = None
     error_type: str | None = None
     duration_s: float = 0.0
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    received_at: float = 0.0
+    submitted_at: float = Field(default=0.0, description="driver clock: handed to the executor")
+    started_at: float = Field(default=0.0, description="worker clock: execution began")
+    finished_at: float = Field(default=0.0, description="worker clock: execution ended")
+    received_at: float = Field(default=0.0, description="driver clock: result taken in")
     arrival: int = Field(default=0, description="order in which the loop's results arrived, from 0")
     pid: int | None = None
     node_id: str | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..brokers import MessageBroker, get_message_broker
 from ..claim_store import ClaimStore
 from ..config import AgentSpec, ConfigModel, redact_url
 from ..coordinator import Coordinator
-from ..errors import AutoresearchError, ExecutorError
+from ..errors import BadInputError, ExecutorError
 from ..hosting import Host, resolve, wait_first
 from ..models import AgentRecord, AgentResult, QueryResponse, QueryState
 from .callbacks import RunCallbacks
@@ -169,21 +170,36 @@ class BaseExecutor(abc.ABC):
     # -- the loop ------------------------------------------------------------------------------
 
     def run_query(
-        self, query: str, callbacks: Any = None, run_id: str | None = None
+        self,
+        query: str,
+        callbacks: Any = None,
+        run_id: str | None = None,
+        dispatch_offsets: Sequence[float] | None = None,
     ) -> QueryResponse:
         """Run every configured loop of every agent against ``query`` and synthesize the answer.
 
         Each loop dispatches all agents at once, takes results as they complete, and counts as
         done only when the claim store has acknowledged every claim of it. An agent that raises,
         times out or returns garbage is a recorded error; the others' results are kept.
+
+        ``dispatch_offsets`` (one per agent, seconds after the loop starts) holds an agent back
+        before it is submitted without occupying a worker: staggered or open-loop arrivals.
         """
         if not query or not query.strip():
-            raise AutoresearchError("the query is empty")
+            raise BadInputError("the query is empty")
+        agents = self.config.agents
+        if dispatch_offsets is not None and (
+            len(dispatch_offsets) != len(agents) or any(o < 0 for o in dispatch_offsets)
+        ):
+            raise BadInputError(
+                f"dispatch_offsets needs {len(agents)} non-negative values, one per agent"
+            )
+        offsets = list(dispatch_offsets) if dispatch_offsets is not None else [0.0] * len(agents)
         hooks = RunCallbacks.coerce(callbacks)
         self.start()
         cfg = self.config
         run_id = run_id or cfg.new_run_id()
-        names = [a.name for a in cfg.agents]
+        names = [a.name for a in agents]
         try:
             state_json = resolve(
                 self.coordinator.start_run.remote(
@@ -193,7 +209,7 @@ class BaseExecutor(abc.ABC):
             if hooks.on_run_start:
                 hooks.on_run_start(run_id, QueryState.model_validate(state_json))
             for loop in range(cfg.loops):
-                self._run_loop(run_id, loop, state_json, hooks)
+                self._run_loop(run_id, loop, state_json, offsets, hooks)
                 state_json = resolve(self.coordinator.finish_loop.remote(loop))
                 if hooks.on_cycle_end:
                     hooks.on_cycle_end(loop, QueryState.model_validate(state_json))
@@ -211,43 +227,72 @@ class BaseExecutor(abc.ABC):
         return response
 
     def _run_loop(
-        self, run_id: str, loop: int, state_json: dict[str, Any], hooks: RunCallbacks
+        self,
+        run_id: str,
+        loop: int,
+        state_json: dict[str, Any],
+        offsets: list[float],
+        hooks: RunCallbacks,
     ) -> None:
         state = self._share_state(state_json)
+        t0 = time.monotonic()
+        # Agents not yet submitted, soonest last (so pop() takes the next one due).
+        waiting = sorted(zip(offsets, self.config.agents, strict=True), key=lambda x: -x[0])
         pending: dict[Any, _Pending] = {}
-        for spec in self.config.agents:
-            context = AgentContext(
-                run_id=run_id,
-                loop=loop,
-                loops=self.config.loops,
-                agent=spec.name,
-                params=spec.params,
-            )
-            now = time.time()
-            future = self._submit(spec, state, context)
-            pending[future] = _Pending(
-                spec, context, now, time.monotonic() + self.dist.agent_timeout_s
-            )
-            if hooks.on_agent_start:
-                hooks.on_agent_start(loop, spec.name)
-        while pending:
-            nearest = min(p.deadline for p in pending.values())
-            done = wait_first(list(pending), timeout=max(0.0, nearest - time.monotonic()))
-            for future in done:
-                item = pending.pop(future)
-                self._deliver(self._result_of(future, item), hooks)
+        recorded: list[Any] = []
+        while waiting or pending:
+            while waiting and t0 + waiting[-1][0] <= time.monotonic():
+                _, spec = waiting.pop()
+                context = AgentContext(
+                    run_id=run_id,
+                    loop=loop,
+                    loops=self.config.loops,
+                    agent=spec.name,
+                    params=spec.params,
+                )
+                submitted = time.time()
+                future = self._submit(spec, state, context)
+                pending[future] = _Pending(
+                    spec, context, submitted, time.monotonic() + self.dist.agent_timeout_s
+                )
+                if hooks.on_agent_start:
+                    hooks.on_agent_start(loop, spec.name)
+            wake = [p.deadline for p in pending.values()]
+            if waiting:
+                wake.append(t0 + waiting[-1][0])
+            timeout = max(0.0, min(wake) - time.monotonic())
+            done = wait_first(list(pending), timeout=timeout) if pending else _sleep(timeout)
+            results = [(self._result_of(f, pending[f]), pending.pop(f)) for f in done]
             now = time.monotonic()
             for future in [f for f, p in pending.items() if p.deadline <= now]:
                 item = pending.pop(future)
                 self._cancel(future)
-                result = error_result(
+                timeout_result = error_result(
                     item.context,
                     f"agent {item.spec.name!r} timed out after {self.dist.agent_timeout_s}s",
                     "TimeoutError",
                     item.started,
                 )
-                self._deliver(result, hooks)
+                results.append((timeout_result, item))
+            if results:
+                recorded.extend(self._deliver(results, hooks))
+        # Surface any error of the records sent without waiting (finish_loop runs after them).
+        for future in recorded:
+            resolve(future)
         self._end_loop()
+
+    def _deliver(
+        self, results: list[tuple[AgentResult, _Pending]], hooks: RunCallbacks
+    ) -> list[Any]:
+        """Hand finished results to the coordinator in one call; wait only if a hook needs them."""
+        future = self.coordinator.record_many.remote(
+            [(r.model_dump(mode="json"), p.started) for r, p in results], time.time()
+        )
+        if not hooks.on_agent_result:
+            return [future]
+        for record in resolve(future):
+            hooks.on_agent_result(AgentRecord.model_validate(record))
+        return []
 
     def _result_of(self, future: Any, item: _Pending) -> AgentResult:
         try:
@@ -270,13 +315,6 @@ class BaseExecutor(abc.ABC):
                 item.started,
             )
 
-    def _deliver(self, result: AgentResult, hooks: RunCallbacks) -> None:
-        record = resolve(
-            self.coordinator.record.remote(result.model_dump(mode="json"), time.time())
-        )
-        if hooks.on_agent_result:
-            hooks.on_agent_result(AgentRecord.model_validate(record))
-
     def describe(self) -> str:
         """One line naming the executor, broker and store (credentials redacted)."""
         url = (
@@ -286,6 +324,11 @@ class BaseExecutor(abc.ABC):
             f"{self.name} executor, {self.dist.message_broker} broker{url}, "
             f"claims in {self.storage_path}"
         )
+
+
+def _sleep(seconds: float) -> list[Any]:
+    time.sleep(seconds)
+    return []
 
 
 def _public_config(cfg: ConfigModel) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class RayExecutor(BaseExecutor):
             kwargs: dict[str, Any] = {
                 "namespace": self.dist.namespace,
                 "log_to_driver": os.environ.get("AUTORESEARCH_RAY_LOGS") == "1",
+                # Ray's INFO lines ("Started a local Ray instance") would drown the run's output.
+                "logging_level": logging.WARNING,
             }
             if address in LOCAL_ADDRESSES:
                 kwargs.update(
