@@ -57,6 +57,12 @@ class DistributedConfig(BaseModel):
     agent_retries: int = Field(default=2, ge=0, description="re-runs of a task whose worker died")
     ack_timeout_s: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=1000, ge=1, description="messages per broker round trip")
+    worker_pipeline: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="agent calls queued per Ray agent worker (hides the call round trip)",
+    )
     namespace: str = Field(
         default="autoresearch",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",

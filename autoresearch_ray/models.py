@@ -120,7 +120,9 @@ class AgentRecord(BaseModel):
     error: str | None = None
     error_type: str | None = None
     duration_s: float = 0.0
-    submitted_at: float = Field(default=0.0, description="driver clock: handed to the executor")
+    submitted_at: float = Field(
+        default=0.0, description="driver clock: became due (loop start plus dispatch offset)"
+    )
     started_at: float = Field(default=0.0, description="worker clock: execution began")
     finished_at: float = Field(default=0.0, description="worker clock: execution ended")
     received_at: float = Field(default=0.0, description="driver clock: result taken in")

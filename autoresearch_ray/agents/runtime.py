@@ -25,7 +25,9 @@ _INSTANCES: dict[tuple[str, str], Any] = {}
 
 
 def execute_agent(
-    spec_json: dict[str, Any], state_json: dict[str, Any], context_json: dict[str, Any]
+    spec_json: dict[str, Any],
+    state_json: dict[str, Any] | QueryState,
+    context_json: dict[str, Any],
 ) -> dict[str, Any]:
     """Run one agent and return an :class:`AgentResult` as a JSON-ready dict; never raises."""
     started = time.time()
@@ -41,7 +43,11 @@ def execute_agent(
     }
     try:
         agent = _instance(spec)
-        state = QueryState.model_validate(state_json)
+        state = (
+            state_json
+            if isinstance(state_json, QueryState)
+            else QueryState.model_validate(state_json)
+        )
         raw = agent.execute(state, context)
         output = _coerce_output(raw, spec)
     except Exception as exc:

@@ -29,7 +29,8 @@ class _Pending:
     spec: AgentSpec
     context: AgentContext
     started: float
-    deadline: float
+    # Set once the execution may be running: time queued behind another agent is not its own.
+    deadline: float | None = None
 
 
 class BaseExecutor(abc.ABC):
@@ -65,6 +66,22 @@ class BaseExecutor(abc.ABC):
     @abc.abstractmethod
     def _collect(self, future: Any) -> dict[str, Any]:
         """The result dict of a finished future; raises if the execution itself was lost."""
+
+    def _has_capacity(self) -> bool:
+        """Whether another execution can be submitted now (pools that queue say always)."""
+        return True
+
+    def _may_be_running(self, future: Any) -> bool:
+        """Whether a submitted execution may have started (its timeout runs from then on)."""
+        return True
+
+    def _release(self, future: Any) -> None:  # noqa: B027 - optional hook, no-op by default
+        """A submitted execution has finished, failed or been given up on."""
+
+    def _is_worker_loss(self, exc: BaseException) -> bool:
+        """Whether ``exc`` from ``_collect`` means the worker died (so the execution may be
+        run again) rather than a failure of the execution itself."""
+        return False
 
     @abc.abstractmethod
     def _cancel(self, future: Any) -> None:
@@ -235,38 +252,63 @@ class BaseExecutor(abc.ABC):
         hooks: RunCallbacks,
     ) -> None:
         state = self._share_state(state_json)
-        t0 = time.monotonic()
-        # Agents not yet submitted, soonest last (so pop() takes the next one due).
-        waiting = sorted(zip(offsets, self.config.agents, strict=True), key=lambda x: -x[0])
+        t0, t0_wall = time.monotonic(), time.time()
+        # (due offset, spec, attempt), soonest last so pop() takes the next one due.
+        waiting = sorted(
+            ((o, spec, 1) for o, spec in zip(offsets, self.config.agents, strict=True)),
+            key=lambda x: -x[0],
+        )
         pending: dict[Any, _Pending] = {}
         recorded: list[Any] = []
         while waiting or pending:
-            while waiting and t0 + waiting[-1][0] <= time.monotonic():
-                _, spec = waiting.pop()
+            while waiting and t0 + waiting[-1][0] <= time.monotonic() and self._has_capacity():
+                offset, spec, attempt = waiting.pop()
                 context = AgentContext(
                     run_id=run_id,
                     loop=loop,
                     loops=self.config.loops,
                     agent=spec.name,
                     params=spec.params,
+                    attempt=attempt,
                 )
-                submitted = time.time()
+                # When it became due, not when a worker slot freed up: time spent held back
+                # for capacity is queueing, and latency figures must include it.
+                submitted = t0_wall + offset
                 future = self._submit(spec, state, context)
-                pending[future] = _Pending(
-                    spec, context, submitted, time.monotonic() + self.dist.agent_timeout_s
-                )
-                if hooks.on_agent_start:
+                pending[future] = _Pending(spec, context, submitted)
+                if hooks.on_agent_start and attempt == 1:
                     hooks.on_agent_start(loop, spec.name)
-            wake = [p.deadline for p in pending.values()]
-            if waiting:
-                wake.append(t0 + waiting[-1][0])
-            timeout = max(0.0, min(wake) - time.monotonic())
-            done = wait_first(list(pending), timeout=timeout) if pending else _sleep(timeout)
-            results = [(self._result_of(f, pending[f]), pending.pop(f)) for f in done]
             now = time.monotonic()
-            for future in [f for f, p in pending.items() if p.deadline <= now]:
+            for future, item in pending.items():
+                if item.deadline is None and self._may_be_running(future):
+                    item.deadline = now + self.dist.agent_timeout_s
+            # Queued executions have no deadline yet; poll so one is set soon after they start.
+            wake = [p.deadline if p.deadline is not None else now + 0.05 for p in pending.values()]
+            if waiting and self._has_capacity():
+                wake.append(t0 + waiting[-1][0])
+            timeout = max(0.0, min(wake) - time.monotonic()) if wake else 0.0
+            done = wait_first(list(pending), timeout=timeout) if pending else _sleep(timeout)
+            results = []
+            for future in done:
+                item = pending.pop(future)
+                self._release(future)
+                result, lost = self._result_of(future, item)
+                if lost and item.context.attempt <= self.dist.agent_retries:
+                    # The worker died under it: run it again, as it never reported back.
+                    log.warning(
+                        "worker lost running %s (attempt %d); retrying",
+                        item.spec.name,
+                        item.context.attempt,
+                    )
+                    waiting.append((time.monotonic() - t0, item.spec, item.context.attempt + 1))
+                    continue
+                results.append((result, item))
+            now = time.monotonic()
+            expired = [f for f, p in pending.items() if p.deadline and p.deadline <= now]
+            for future in expired:
                 item = pending.pop(future)
                 self._cancel(future)
+                self._release(future)
                 timeout_result = error_result(
                     item.context,
                     f"agent {item.spec.name!r} timed out after {self.dist.agent_timeout_s}s",
@@ -294,26 +336,20 @@ class BaseExecutor(abc.ABC):
             hooks.on_agent_result(AgentRecord.model_validate(record))
         return []
 
-    def _result_of(self, future: Any, item: _Pending) -> AgentResult:
+    def _result_of(self, future: Any, item: _Pending) -> tuple[AgentResult, bool]:
+        """The execution's result, and whether it was lost with its worker."""
         try:
             raw = self._collect(future)
         except Exception as exc:
-            # The execution was lost (worker died after its retries, pool broke): an error value.
-            return error_result(
-                item.context,
-                f"{type(exc).__name__}: {exc}"[:4000],
-                type(exc).__name__,
-                item.started,
-            )
+            # The execution was lost (worker died, pool broke): an error value unless retried.
+            text = f"{type(exc).__name__}: {exc}"[:4000]
+            result = error_result(item.context, text, type(exc).__name__, item.started)
+            return result, self._is_worker_loss(exc)
         try:
-            return parse_result(raw)
+            return parse_result(raw), False
         except Exception as exc:
-            return error_result(
-                item.context,
-                f"invalid result from worker: {exc}"[:4000],
-                "InvalidResult",
-                item.started,
-            )
+            text = f"invalid result from worker: {exc}"[:4000]
+            return error_result(item.context, text, "InvalidResult", item.started), False
 
     def describe(self) -> str:
         """One line naming the executor, broker and store (credentials redacted)."""

@@ -35,6 +35,9 @@ class LocalExecutor(BaseExecutor):
             execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
         )
 
+    def _may_be_running(self, future: Any) -> bool:
+        return bool(future.running() or future.done())
+
     def _collect(self, future: Any) -> dict[str, Any]:
         result: dict[str, Any] = future.result()
         return result
