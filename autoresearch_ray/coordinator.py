@@ -65,11 +65,11 @@ class Coordinator:
         return self.state.model_dump(mode="json")
 
     def record_many(
-        self, results: list[tuple[dict[str, Any], float]], received_at: float
+        self, results: list[tuple[dict[str, Any], float, float]]
     ) -> list[dict[str, Any]]:
-        """Take results as they arrive (``(result, submitted_at)`` pairs): one broker round trip
-        publishes all their claims now; they are merged into the state at loop end."""
-        records = [self._record(r, submitted, received_at) for r, submitted in results]
+        """Take results as they arrive, as ``(result, submitted_at, received_at)``: one broker
+        round trip publishes all their claims now; they are merged into the state at loop end."""
+        records = [self._record(r, sub, rec) for r, sub, rec in results]
         messages = [m for _, batch in records for m in batch]
         # Publishing as results arrive overlaps persistence with the loop's slower agents.
         for start in range(0, len(messages), self.batch_size):

@@ -23,6 +23,9 @@ from .callbacks import RunCallbacks
 
 log = logging.getLogger(__name__)
 
+#: Longest a finished result waits in the driver before it is handed to the coordinator.
+DELIVERY_LINGER_S = 0.02
+
 
 @dataclass
 class _Pending:
@@ -31,6 +34,7 @@ class _Pending:
     started: float
     # Set once the execution may be running: time queued behind another agent is not its own.
     deadline: float | None = None
+    received: float = 0.0
 
 
 class BaseExecutor(abc.ABC):
@@ -260,7 +264,9 @@ class BaseExecutor(abc.ABC):
         )
         pending: dict[Any, _Pending] = {}
         recorded: list[Any] = []
-        while waiting or pending:
+        buffered: list[tuple[AgentResult, _Pending]] = []
+        last_delivery = t0
+        while waiting or pending or buffered:
             while waiting and t0 + waiting[-1][0] <= time.monotonic() and self._has_capacity():
                 offset, spec, attempt = waiting.pop()
                 context = AgentContext(
@@ -286,11 +292,14 @@ class BaseExecutor(abc.ABC):
             wake = [p.deadline if p.deadline is not None else now + 0.05 for p in pending.values()]
             if waiting and self._has_capacity():
                 wake.append(t0 + waiting[-1][0])
+            if buffered:
+                wake.append(last_delivery + DELIVERY_LINGER_S)
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else 0.0
             done = wait_first(list(pending), timeout=timeout) if pending else _sleep(timeout)
             results = []
             for future in done:
                 item = pending.pop(future)
+                item.received = time.time()
                 self._release(future)
                 result, lost = self._result_of(future, item)
                 if lost and item.context.attempt <= self.dist.agent_retries:
@@ -307,6 +316,7 @@ class BaseExecutor(abc.ABC):
             expired = [f for f, p in pending.items() if p.deadline and p.deadline <= now]
             for future in expired:
                 item = pending.pop(future)
+                item.received = time.time()
                 self._cancel(future)
                 self._release(future)
                 timeout_result = error_result(
@@ -316,8 +326,16 @@ class BaseExecutor(abc.ABC):
                     item.started,
                 )
                 results.append((timeout_result, item))
-            if results:
-                recorded.extend(self._deliver(results, hooks))
+            # Micro-batch: one coordinator call per DELIVERY_LINGER_S rather than per result
+            # (each call costs every backbone actor a round trip); a callback that wants each
+            # record as it arrives, and the loop's last result, are delivered at once.
+            buffered.extend(results)
+            now = time.monotonic()
+            if buffered and (
+                hooks.on_agent_result or not pending or now - last_delivery >= DELIVERY_LINGER_S
+            ):
+                recorded.extend(self._deliver(buffered, hooks))
+                buffered, last_delivery = [], now
         # Surface any error of the records sent without waiting (finish_loop runs after them).
         for future in recorded:
             resolve(future)
@@ -328,7 +346,7 @@ class BaseExecutor(abc.ABC):
     ) -> list[Any]:
         """Hand finished results to the coordinator in one call; wait only if a hook needs them."""
         future = self.coordinator.record_many.remote(
-            [(r.model_dump(mode="json"), p.started) for r, p in results], time.time()
+            [(r.model_dump(mode="json"), p.started, p.received) for r, p in results]
         )
         if not hooks.on_agent_result:
             return [future]
