@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from .brokers.base import Delivery, MessageBroker
 from .errors import StorageError
 from .messages import AgentResultMessage, PersistClaim, Stop, result_key
@@ -87,6 +89,7 @@ ON CONFLICT (run_id, loop, agent) DO UPDATE SET
     pid = excluded.pid, stored_at = excluded.stored_at
 """
 _CLAIM_COLUMNS = "claim_id, run_id, loop, agent, kind, content, sources_json, score, metadata_json"
+_SOURCES: TypeAdapter[tuple[Source, ...]] = TypeAdapter(tuple[Source, ...])
 # SQLite's default limit on bound parameters is 999 in older builds; stay under it.
 _CHUNK = 500
 
@@ -102,6 +105,9 @@ class ClaimStore:
         self._consumer: threading.Thread | None = None
         self._stop_consumer = threading.Event()
         self._consumer_error: BaseException | None = None
+        # Message ids committed by this object, per open (run, loop): lets wait_for answer from
+        # memory. Dropped when the loop is checkpointed, so it holds one loop's worth at most.
+        self._recent: dict[tuple[str, int], set[str]] = {}
         self.persisted = 0
         try:
             if readonly:
@@ -142,6 +148,7 @@ class ClaimStore:
         """Record the state after a loop whose claims are all stored."""
         now = time.time()
         with self._lock:
+            self._recent.pop((run_id, loop), None)
             self._transaction(
                 [
                     (
@@ -160,6 +167,8 @@ class ClaimStore:
     def finish_run(self, run_id: str, status: str, response_json: str | None = None) -> None:
         """Mark a run finished (``completed`` or ``failed``) with its response."""
         with self._lock:
+            for key in [k for k in self._recent if k[0] == run_id]:
+                del self._recent[key]
             self._execute(
                 "UPDATE runs SET status = ?, response_json = ?, updated_at = ? WHERE run_id = ?",
                 (status, response_json, time.time(), run_id),
@@ -180,9 +189,9 @@ class ClaimStore:
                         c.agent,
                         c.kind,
                         c.content,
-                        json.dumps([s.model_dump(mode="json") for s in c.sources]),
+                        _SOURCES.dump_json(c.sources).decode(),
                         c.score,
-                        json.dumps(c.metadata, sort_keys=True),
+                        json.dumps(c.metadata, sort_keys=True) if c.metadata else "{}",
                         now,
                     )
                 )
@@ -205,6 +214,14 @@ class ClaimStore:
         with self._lock:
             self._transaction([(_INSERT_CLAIM, claims), (_UPSERT_RESULT, results)])
             self.persisted += len(claims)
+            for message in messages:
+                if isinstance(message, PersistClaim):
+                    key = (message.claim.run_id, message.claim.loop)
+                elif isinstance(message, AgentResultMessage):
+                    key = (message.run_id, message.loop)
+                else:
+                    continue
+                self._recent.setdefault(key, set()).add(message.message_id)
             self._committed.notify_all()
         return ids
 
@@ -257,17 +274,29 @@ class ClaimStore:
             self._consumer.join(timeout)
             self._consumer = None
 
-    def wait_for(self, message_ids: Sequence[str], timeout: float) -> list[str]:
-        """Block until every message id is committed or ``timeout`` passes; returns the missing."""
+    def wait_for(
+        self, run_id: str, loop: int, message_ids: Sequence[str], timeout: float
+    ) -> list[str]:
+        """Block until every message id of a loop is committed or ``timeout`` passes; returns
+        the missing ones."""
         deadline = time.monotonic() + timeout
-        missing = list(message_ids)
+        key = (run_id, loop)
+        missing = set(message_ids)
         with self._lock:
-            while True:
-                missing = self._missing(missing)
+            missing -= self._recent.get(key, set())
+            if missing:  # committed before a restart of this store, or by another one
+                missing = set(self._missing(missing))
+            while missing:
                 remaining = deadline - time.monotonic()
-                if not missing or remaining <= 0:
-                    return missing
+                if remaining <= 0:
+                    break
                 self._committed.wait(min(remaining, 0.5))
+                missing -= self._recent.get(key, set())
+        return sorted(missing)
+
+    def persisted_count(self) -> int:
+        """Claims written by this object so far (redeliveries included)."""
+        return self.persisted
 
     def consumer_error(self) -> str | None:
         """The last error of the background consumer, if it is failing now."""
@@ -372,16 +401,16 @@ class ClaimStore:
                     f"SELECT claim_id FROM claims WHERE claim_id IN ({marks})", chunk
                 )
             )
+        loops: set[tuple[str, int]] = set()
         for key in result_ids:
             # Agent names hold no ':' and loops are integers, so split from the right.
-            head, loop, agent = key.rsplit(":", 2)
-            run_id = head.removeprefix("result:")
-            row = self._db.execute(
-                "SELECT 1 FROM agent_results WHERE run_id = ? AND loop = ? AND agent = ?",
-                (run_id, int(loop), agent),
-            ).fetchone()
-            if row is not None and result_key(run_id, int(loop), agent) == key:
-                found.add(key)
+            head, loop, _agent = key.rsplit(":", 2)
+            loops.add((head.removeprefix("result:"), int(loop)))
+        for run_id, loop_no in loops:
+            stored = self._db.execute(
+                "SELECT agent FROM agent_results WHERE run_id = ? AND loop = ?", (run_id, loop_no)
+            )
+            found.update(result_key(run_id, loop_no, row[0]) for row in stored)
         return [i for i in ids if i not in found]
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:

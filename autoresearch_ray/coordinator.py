@@ -65,7 +65,7 @@ class Coordinator:
         return self.state.model_dump(mode="json")
 
     def record_many(
-        self, results: list[tuple[dict[str, Any], float, float]]
+        self, results: list[tuple[AgentResult | dict[str, Any], float, float]]
     ) -> list[dict[str, Any]]:
         """Take results as they arrive, as ``(result, submitted_at, received_at)``: one broker
         round trip publishes all their claims now; they are merged into the state at loop end."""
@@ -78,10 +78,11 @@ class Coordinator:
         return [record.model_dump(mode="json") for record, _ in records]
 
     def _record(
-        self, result_json: dict[str, Any], submitted_at: float, received_at: float
+        self, result: AgentResult | dict[str, Any], submitted_at: float, received_at: float
     ) -> tuple[AgentRecord, list[PersistClaim | AgentResultMessage]]:
         state = self._require_state()
-        result = AgentResult.model_validate(result_json)
+        if not isinstance(result, AgentResult):  # validated already when it is a model
+            result = AgentResult.model_validate(result)
         claims: list[Claim] = []
         if result.status == "ok" and result.output is not None:
             claims = [
@@ -125,7 +126,9 @@ class Coordinator:
     def finish_loop(self, loop: int) -> dict[str, Any]:
         """Wait for every acknowledgement of the loop, merge, checkpoint; returns the next state."""
         state = self._require_state()
-        missing = resolve(self.store.wait_for.remote(self._awaiting, self.ack_timeout_s))
+        missing = resolve(
+            self.store.wait_for.remote(state.run_id, loop, self._awaiting, self.ack_timeout_s)
+        )
         if missing:
             why = resolve(self.store.consumer_error.remote())
             raise AckTimeout(

@@ -74,6 +74,9 @@ Message = Annotated[PersistClaim | AgentResultMessage | Stop, Field(discriminato
 _ADAPTER: TypeAdapter[PersistClaim | AgentResultMessage | Stop] = TypeAdapter(Message)
 
 
+_CLAIM_PREFIX = '{"action":"persist_claim",'
+
+
 def result_key(run_id: str, loop: int, agent: str) -> str:
     """Message id of an agent result: stable, so a redelivered result overwrites its own row."""
     return f"result:{run_id}:{loop}:{agent}"
@@ -97,6 +100,11 @@ def decode(payload: str | bytes) -> PersistClaim | AgentResultMessage | Stop:
             raise MessageDecodeError(f"not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     try:
         # Strict JSON mode still takes arrays for tuples; every other type is checked exactly.
+        if payload.startswith(_CLAIM_PREFIX):
+            # Our encoder writes "action" first. Claims are most of the traffic, and validating
+            # with their model directly skips the union's dispatch (~30% of the decode time);
+            # the model still checks every field, the action included.
+            return PersistClaim.model_validate_json(payload)
         return _ADAPTER.validate_json(payload)
     except ValidationError as exc:
         raise MessageDecodeError(_describe(exc)) from None

@@ -21,7 +21,7 @@ from .errors import QueueFull
 
 @dataclass
 class _Entry:
-    payload: str
+    payload: Any
     deliveries: int = 0
     deadline: float = 0.0
 
@@ -31,7 +31,7 @@ class RawDelivery:
     """A leased payload: ack ``delivery_id`` before the lease ends or it is delivered again."""
 
     delivery_id: str
-    payload: str
+    payload: Any
     deliveries: int
 
 
@@ -60,10 +60,17 @@ class QueueActor:
     """Bounded at-least-once queue. Capacity counts ready and leased (unacknowledged) payloads."""
 
     def __init__(
-        self, maxsize: int = 100_000, lease_seconds: float = 30.0, max_deliveries: int = 5
+        self,
+        maxsize: int = 100_000,
+        lease_seconds: float = 30.0,
+        max_deliveries: int = 5,
+        text_only: bool = True,
     ) -> None:
+        """``text_only`` (the default, and always so as a Ray actor) admits only JSON text; the
+        in-process memory broker turns it off to queue already-validated message objects."""
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
+        self.text_only = text_only
         self.maxsize = maxsize
         self.lease_seconds = lease_seconds
         self.max_deliveries = max_deliveries
@@ -79,7 +86,7 @@ class QueueActor:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
 
-    def put_batch(self, payloads: list[str], timeout: float | None = None) -> list[str]:
+    def put_batch(self, payloads: list[Any], timeout: float | None = None) -> list[str]:
         """Enqueue payloads in order, blocking while the queue is full; returns their ids.
 
         Raises :class:`QueueFull` if space does not appear within ``timeout``; the payloads
@@ -89,7 +96,7 @@ class QueueActor:
         ids: list[str] = []
         with self._lock:
             for payload in payloads:
-                if not isinstance(payload, str):
+                if self.text_only and not isinstance(payload, str):
                     raise TypeError(f"payloads are JSON text, not {type(payload).__name__}")
                 while len(self._entries) >= self.maxsize:
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -170,7 +177,9 @@ class QueueActor:
             if entry is None:
                 return False
             self._leased.pop(delivery_id, None)
-            self._dead.append(DeadLetter(delivery_id, entry.payload, reason, entry.deliveries))
+            self._dead.append(
+                DeadLetter(delivery_id, _as_text(entry.payload), reason, entry.deliveries)
+            )
             self._not_full.notify_all()
             return True
 
@@ -216,7 +225,7 @@ class QueueActor:
                 self._dead.append(
                     DeadLetter(
                         delivery_id,
-                        entry.payload,
+                        _as_text(entry.payload),
                         f"not acknowledged after {entry.deliveries} deliveries",
                         entry.deliveries,
                     )
@@ -231,3 +240,11 @@ class QueueActor:
             return None
         first = self._entries[next(iter(self._leased))]
         return max(0.0, first.deadline - time.monotonic())
+
+
+def _as_text(payload: Any) -> str:
+    """A dead letter's payload as text, whether it was queued as text or as a message object."""
+    if isinstance(payload, str):
+        return payload
+    dump = getattr(payload, "model_dump_json", None)
+    return str(dump()) if callable(dump) else repr(payload)

@@ -90,9 +90,14 @@ def test_background_consumer_and_wait_for(tmp_path: Path) -> None:
     store.start_consumer(broker)
     batch = claims(50)
     broker.publish_batch(batch)
-    assert store.wait_for([m.message_id for m in batch], timeout=5) == []
-    assert store.wait_for(["never-published-claim-id"], timeout=0.2) == ["never-published-claim-id"]
+    assert store.wait_for("r1", 0, [m.message_id for m in batch], timeout=5) == []
+    never = "never-published-claim-id"
+    assert store.wait_for("r1", 0, [never], timeout=0.2) == [never]
     store.close()
+    # A new store (a restart) answers from the database.
+    again = ClaimStore(tmp_path / "c.db")
+    assert again.wait_for("r1", 0, [m.message_id for m in batch], timeout=0.1) == []
+    again.close()
 
 
 def test_readonly_reader_and_runs_listing(tmp_path: Path) -> None:

@@ -64,6 +64,27 @@ def execute_agent(
     ).model_dump(mode="json")
 
 
+# The state file a process-pool worker read last: a loop's agents share it.
+_STATE_FILE: tuple[str, QueryState] | None = None
+
+
+def execute_with_state_file(
+    spec_json: dict[str, Any], state_path: str, context_json: dict[str, Any]
+) -> dict[str, Any]:
+    """:func:`execute_agent` with the state read from a file, once per file per process."""
+    global _STATE_FILE
+    if _STATE_FILE is None or _STATE_FILE[0] != state_path:
+        try:
+            with open(state_path, encoding="utf-8") as fh:
+                _STATE_FILE = (state_path, QueryState.model_validate_json(fh.read()))
+        except (OSError, ValidationError) as exc:
+            context = AgentContext.model_validate(context_json)
+            return error_result(
+                context, f"cannot read the loop's state: {exc}", type(exc).__name__, time.time()
+            ).model_dump(mode="json")
+    return execute_agent(spec_json, _STATE_FILE[1], context_json)
+
+
 def _instance(spec: AgentSpec) -> Any:
     key = (spec.type, json.dumps(spec.params, sort_keys=True, default=str))
     agent = _INSTANCES.get(key)

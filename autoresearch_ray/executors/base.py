@@ -64,8 +64,9 @@ class BaseExecutor(abc.ABC):
         """Make a loop's state available to its agents once (Ray puts it in the object store)."""
 
     @abc.abstractmethod
-    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
-        """Start one agent execution; returns a future of its result dict."""
+    def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
+        """Start one agent execution (spec and context as JSON-ready dicts); returns a future of
+        its result dict."""
 
     @abc.abstractmethod
     def _collect(self, future: Any) -> dict[str, Any]:
@@ -256,6 +257,7 @@ class BaseExecutor(abc.ABC):
         hooks: RunCallbacks,
     ) -> None:
         state = self._share_state(state_json)
+        specs = {spec.name: spec.model_dump(mode="json") for spec in self.config.agents}
         t0, t0_wall = time.monotonic(), time.time()
         # (due offset, spec, attempt), soonest last so pop() takes the next one due.
         waiting = sorted(
@@ -269,7 +271,8 @@ class BaseExecutor(abc.ABC):
         while waiting or pending or buffered:
             while waiting and t0 + waiting[-1][0] <= time.monotonic() and self._has_capacity():
                 offset, spec, attempt = waiting.pop()
-                context = AgentContext(
+                # Built from values already validated; the worker validates what it receives.
+                context = AgentContext.model_construct(
                     run_id=run_id,
                     loop=loop,
                     loops=self.config.loops,
@@ -280,7 +283,7 @@ class BaseExecutor(abc.ABC):
                 # When it became due, not when a worker slot freed up: time spent held back
                 # for capacity is queueing, and latency figures must include it.
                 submitted = t0_wall + offset
-                future = self._submit(spec, state, context)
+                future = self._submit(specs[spec.name], state, dict(context))
                 pending[future] = _Pending(spec, context, submitted)
                 if hooks.on_agent_start and attempt == 1:
                     hooks.on_agent_start(loop, spec.name)
@@ -346,7 +349,7 @@ class BaseExecutor(abc.ABC):
     ) -> list[Any]:
         """Hand finished results to the coordinator in one call; wait only if a hook needs them."""
         future = self.coordinator.record_many.remote(
-            [(r.model_dump(mode="json"), p.started, p.received) for r, p in results]
+            [(r, p.started, p.received) for r, p in results]
         )
         if not hooks.on_agent_result:
             return [future]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 from typing import Any
 
-from ..agents.base import AgentContext
 from ..agents.runtime import execute_agent
-from ..config import AgentSpec, ConfigModel
+from ..config import ConfigModel
 from ..hosting import Host, ThreadHost
+from ..models import QueryState
 from .base import BaseExecutor
 
 
@@ -27,13 +27,12 @@ class LocalExecutor(BaseExecutor):
         return ThreadHost()
 
     def _share_state(self, state_json: dict[str, Any]) -> Any:
-        return state_json
+        # Threads share one validated copy per loop (agents treat the state as read-only).
+        return QueryState.model_validate(state_json)
 
-    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
+    def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
         assert self._pool is not None
-        return self._pool.submit(
-            execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
-        )
+        return self._pool.submit(execute_agent, spec, state, context)
 
     def _may_be_running(self, future: Any) -> bool:
         return bool(future.running() or future.done())

@@ -8,13 +8,16 @@ spawned, not forked: the driver holds threads and sockets a fork would copy in a
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import logging
 import multiprocessing
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from ..agents.base import AgentContext
-from ..agents.runtime import execute_agent
-from ..config import AgentSpec, ConfigModel
+from ..agents.runtime import execute_with_state_file
+from ..config import ConfigModel
 from ..errors import ExecutorError
 from ..hosting import Host, ThreadHost
 from .base import BaseExecutor
@@ -37,8 +40,12 @@ class ProcessExecutor(BaseExecutor):
         super().__init__(config)
         self._pool: cf.ProcessPoolExecutor | None = None
         self._overran: list[cf.Future[Any]] = []
+        self._state_dir: str | None = None
+        self._state_file: Path | None = None
+        self._state_seq = 0
 
     def _start_runtime(self) -> Host:
+        self._state_dir = tempfile.mkdtemp(prefix="autoresearch-state-")
         self._pool = self._new_pool()
         return ThreadHost()
 
@@ -61,20 +68,25 @@ class ProcessExecutor(BaseExecutor):
         return pool
 
     def _share_state(self, state_json: dict[str, Any]) -> Any:
-        return state_json
+        # One file per loop that each worker reads once, rather than the whole (growing) state
+        # pickled into every task.
+        assert self._state_dir is not None
+        self._state_seq += 1
+        path = Path(self._state_dir) / f"state-{self._state_seq}.json"
+        path.write_text(json.dumps(state_json))
+        if self._state_file is not None:
+            self._state_file.unlink(missing_ok=True)
+        self._state_file = path
+        return str(path)
 
-    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
+    def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
         assert self._pool is not None
         try:
-            return self._pool.submit(
-                execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
-            )
+            return self._pool.submit(execute_with_state_file, spec, state, context)
         except cf.process.BrokenProcessPool:
             log.warning("worker pool broke; starting a new one")
             self._replace_pool()
-            return self._pool.submit(
-                execute_agent, spec.model_dump(mode="json"), state, context.model_dump(mode="json")
-            )
+            return self._pool.submit(execute_with_state_file, spec, state, context)
 
     def _may_be_running(self, future: Any) -> bool:
         return bool(future.running() or future.done())
@@ -104,6 +116,9 @@ class ProcessExecutor(BaseExecutor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
+            self._state_dir = None
 
 
 def _terminate(pool: cf.ProcessPoolExecutor) -> None:

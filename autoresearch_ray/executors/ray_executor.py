@@ -16,9 +16,8 @@ import os
 from collections import deque
 from typing import Any
 
-from ..agents.base import AgentContext
 from ..agents.worker import AgentWorker
-from ..config import AgentSpec, ConfigModel
+from ..config import ConfigModel
 from ..errors import ExecutorError
 from ..hosting import Host, RayHost
 from .base import BaseExecutor
@@ -102,11 +101,9 @@ class RayExecutor(BaseExecutor):
     def _has_capacity(self) -> bool:
         return min(len(q) for q in self._queues) < self.dist.worker_pipeline
 
-    def _submit(self, spec: AgentSpec, state: Any, context: AgentContext) -> Any:
+    def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
         index = min(range(len(self._workers)), key=lambda i: len(self._queues[i]))
-        future = self._workers[index].execute.remote(
-            spec.model_dump(mode="json"), state, context.model_dump(mode="json")
-        )
+        future = self._workers[index].execute.remote(spec, state, context)
         self._queues[index].append(future)
         self._placed[future] = index
         return future
