@@ -25,6 +25,7 @@ from .brokers.base import Delivery, MessageBroker
 from .errors import StorageError
 from .messages import AgentResultMessage, PersistClaim, Stop, result_key
 from .models import Claim, Source
+from .telemetry import RunTelemetry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -109,6 +110,7 @@ class ClaimStore:
         # memory. Dropped when the loop is checkpointed, so it holds one loop's worth at most.
         self._recent: dict[tuple[str, int], set[str]] = {}
         self.persisted = 0
+        self.telemetry = RunTelemetry()
         try:
             if readonly:
                 if not self.path.is_file():
@@ -214,6 +216,7 @@ class ClaimStore:
         with self._lock:
             self._transaction([(_INSERT_CLAIM, claims), (_UPSERT_RESULT, results)])
             self.persisted += len(claims)
+            self.telemetry.claims_persisted(len(claims))
             for message in messages:
                 if isinstance(message, PersistClaim):
                     key = (message.claim.run_id, message.claim.loop)
@@ -243,10 +246,16 @@ class ClaimStore:
             return -1
         return len(batch)
 
-    def start_consumer(self, broker: MessageBroker, max_items: int = 1000) -> None:
-        """Consume ``broker`` on a background thread until ``stop_consumer`` or a stop message."""
+    def start_consumer(
+        self, broker: MessageBroker, max_items: int = 1000, executor: str = ""
+    ) -> None:
+        """Consume ``broker`` on a background thread until ``stop_consumer`` or a stop message.
+
+        ``executor`` labels this store's exported metrics.
+        """
         if self._consumer is not None and self._consumer.is_alive():
             return
+        self.telemetry = RunTelemetry(executor, broker.name)
         self._stop_consumer.clear()
         self._consumer_error = None
 

@@ -26,6 +26,7 @@ from .models import (
     bind_claim,
 )
 from .synthesis import collect_sources, rank_claims, synthesize_answer
+from .telemetry import RunTelemetry
 
 
 class Coordinator:
@@ -52,6 +53,7 @@ class Coordinator:
         self._loop_claims: dict[str, list[Claim]] = {}
         self._awaiting: list[str] = []
         self._started = 0.0
+        self.telemetry = RunTelemetry(executor, broker.name)
 
     def start_run(
         self, run_id: str, query: str, loops: int, agents: list[str], config: dict[str, Any]
@@ -121,6 +123,7 @@ class Coordinator:
         )
         self._loop_records.append(record)
         self._loop_claims[result.agent] = claims
+        self.telemetry.agent_done(result.agent, result.status, result.duration_s)
         return record, messages
 
     def finish_loop(self, loop: int) -> dict[str, Any]:
@@ -142,6 +145,8 @@ class Coordinator:
             state.claims.extend(self._loop_claims.get(record.agent, []))
             state.records.append(record)
         state.loop = loop + 1
+        if self.telemetry.enabled:
+            self.telemetry.broker_stats(self.broker.stats())
         snapshot = state.model_dump(mode="json")
         resolve(self.store.checkpoint.remote(state.run_id, loop, state.model_dump_json()))
         self._reset_loop()

@@ -133,7 +133,7 @@ class BaseExecutor(abc.ABC):
                 options=self._actor_options("claim_store"),
             )
             resolve(self.store.ping.remote())
-            resolve(self.store.start_consumer.remote(self.broker, self.dist.batch_size))
+            resolve(self.store.start_consumer.remote(self.broker, self.dist.batch_size, self.name))
             self.coordinator = self._host.spawn(
                 Coordinator,
                 self.broker,
