@@ -90,6 +90,12 @@ ON CONFLICT (run_id, loop, agent) DO UPDATE SET
     pid = excluded.pid, stored_at = excluded.stored_at
 """
 _CLAIM_COLUMNS = "claim_id, run_id, loop, agent, kind, content, sources_json, score, metadata_json"
+#: SQLite page cache of the writer, KiB: holds the claim-id index of ~10^6 claims.
+CACHE_KIB = 65_536
+#: Committed ids remembered across open loops; past this, wait_for asks the database instead, so
+#: millions of claims cost bounded memory.
+RECENT_LIMIT = 200_000
+
 _SOURCES: TypeAdapter[tuple[Source, ...]] = TypeAdapter(tuple[Source, ...])
 # SQLite's default limit on bound parameters is 999 in older builds; stay under it.
 _CHUNK = 500
@@ -109,6 +115,7 @@ class ClaimStore:
         # Message ids committed by this object, per open (run, loop): lets wait_for answer from
         # memory. Dropped when the loop is checkpointed, so it holds one loop's worth at most.
         self._recent: dict[tuple[str, int], set[str]] = {}
+        self._recent_size = 0
         self.persisted = 0
         self.telemetry = RunTelemetry()
         try:
@@ -126,6 +133,9 @@ class ClaimStore:
                 # durable across process crashes in WAL mode; only an OS crash can lose the tail.
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                # Claim ids are hashes, so inserts land all over the primary-key index; with the
+                # default 2 MB page cache, 10^6 claims made each insert ~3x slower than the first.
+                self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open claims database {self.path}: {exc}") from None
@@ -150,7 +160,7 @@ class ClaimStore:
         """Record the state after a loop whose claims are all stored."""
         now = time.time()
         with self._lock:
-            self._recent.pop((run_id, loop), None)
+            self._recent_size -= len(self._recent.pop((run_id, loop), ()))
             self._transaction(
                 [
                     (
@@ -170,7 +180,7 @@ class ClaimStore:
         """Mark a run finished (``completed`` or ``failed``) with its response."""
         with self._lock:
             for key in [k for k in self._recent if k[0] == run_id]:
-                del self._recent[key]
+                self._recent_size -= len(self._recent.pop(key))
             self._execute(
                 "UPDATE runs SET status = ?, response_json = ?, updated_at = ? WHERE run_id = ?",
                 (status, response_json, time.time(), run_id),
@@ -224,7 +234,9 @@ class ClaimStore:
                     key = (message.run_id, message.loop)
                 else:
                     continue
-                self._recent.setdefault(key, set()).add(message.message_id)
+                if self._recent_size < RECENT_LIMIT:
+                    self._recent.setdefault(key, set()).add(message.message_id)
+                    self._recent_size += 1
             self._committed.notify_all()
         return ids
 

@@ -1,7 +1,7 @@
 """Hosting a backbone role (coordinator, queue, claim store) as a Ray actor or locally.
 
 Both hosts hand back a handle whose ``handle.method.remote(*args)`` returns a future; ``resolve``
-and ``wait_first`` accept either kind of future, so code above this module never asks which host
+and ``CompletionQueue`` accept either kind of future, so code above this module never asks which host
 it runs on. Local handles run calls on their own thread(s), like a Ray actor with the same
 ``max_concurrency``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
-from collections.abc import Sequence
+import queue
 from typing import Any
 
 
@@ -62,21 +62,36 @@ def resolve(future: Any, timeout: float | None = None) -> Any:
         raise
 
 
-def wait_first(futures: Sequence[Any], timeout: float | None) -> list[Any]:
-    """Those of ``futures`` that are done, waiting up to ``timeout`` for at least one."""
-    if not futures:
-        return []
-    if isinstance(futures[0], cf.Future):
-        done, _ = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        return list(done)
-    import ray
+class CompletionQueue:
+    """Futures (local or Ray ``ObjectRef``) reported in the order they complete.
 
-    # Ask for every ready ref, not just one: results are aggregated in the order they finish.
-    ready, _ = ray.wait(list(futures), num_returns=1, timeout=timeout, fetch_local=False)
-    if ready:
-        more, _ = ray.wait(list(futures), num_returns=len(futures), timeout=0, fetch_local=False)
-        return list(more)
-    return []
+    Each future registers one done-callback, so taking n results costs O(n), where calling
+    ``concurrent.futures.wait`` or ``ray.wait`` over the pending set each time costs O(n^2).
+    """
+
+    def __init__(self) -> None:
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def add(self, future: Any) -> None:
+        """Watch a future."""
+        if isinstance(future, cf.Future):
+            future.add_done_callback(self._done.put)
+        else:
+            # A Ray ObjectRef: its future() is resolved by Ray's core worker when the object is.
+            future.future().add_done_callback(lambda _f, ref=future: self._done.put(ref))
+
+    def wait(self, timeout: float | None) -> list[Any]:
+        """Futures completed since the last call, waiting up to ``timeout`` for at least one."""
+        try:
+            first = self._done.get(timeout=timeout) if timeout != 0 else self._done.get_nowait()
+        except queue.Empty:
+            return []
+        out = [first]
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
 
 
 class Host(abc.ABC):

@@ -4,6 +4,7 @@ execution is submitted, waited for and cancelled; nothing else differs between t
 from __future__ import annotations
 
 import abc
+import heapq
 import logging
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from ..claim_store import ClaimStore
 from ..config import AgentSpec, ConfigModel, redact_url
 from ..coordinator import Coordinator
 from ..errors import BadInputError, ExecutorError
-from ..hosting import Host, resolve, wait_first
+from ..hosting import CompletionQueue, Host, resolve
 from ..models import AgentRecord, AgentResult, QueryResponse, QueryState
 from .callbacks import RunCallbacks
 
@@ -265,6 +266,10 @@ class BaseExecutor(abc.ABC):
             key=lambda x: -x[0],
         )
         pending: dict[Any, _Pending] = {}
+        # Submitted but maybe still queued behind another execution: no deadline yet.
+        unstarted: dict[Any, _Pending] = {}
+        deadlines: list[tuple[float, int, Any]] = []  # a heap; entries of finished ones are stale
+        completions = CompletionQueue()
         recorded: list[Any] = []
         buffered: list[tuple[AgentResult, _Pending]] = []
         last_delivery = t0
@@ -284,24 +289,30 @@ class BaseExecutor(abc.ABC):
                 # for capacity is queueing, and latency figures must include it.
                 submitted = t0_wall + offset
                 future = self._submit(specs[spec.name], state, dict(context))
-                pending[future] = _Pending(spec, context, submitted)
+                pending[future] = unstarted[future] = _Pending(spec, context, submitted)
+                completions.add(future)
                 if hooks.on_agent_start and attempt == 1:
                     hooks.on_agent_start(loop, spec.name)
             now = time.monotonic()
-            for future, item in pending.items():
-                if item.deadline is None and self._may_be_running(future):
-                    item.deadline = now + self.dist.agent_timeout_s
-            # Queued executions have no deadline yet; poll so one is set soon after they start.
-            wake = [p.deadline if p.deadline is not None else now + 0.05 for p in pending.values()]
+            for future in [f for f in unstarted if self._may_be_running(f)]:
+                started = unstarted.pop(future)
+                started.deadline = now + self.dist.agent_timeout_s
+                heapq.heappush(deadlines, (started.deadline, id(future), future))
+            wake = [deadlines[0][0]] if deadlines else []
+            if unstarted:  # poll, so a deadline is set soon after each one starts
+                wake.append(now + 0.05)
             if waiting and self._has_capacity():
                 wake.append(t0 + waiting[-1][0])
             if buffered:
                 wake.append(last_delivery + DELIVERY_LINGER_S)
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else 0.0
-            done = wait_first(list(pending), timeout=timeout) if pending else _sleep(timeout)
+            done = completions.wait(timeout) if pending else _sleep(timeout)
             results = []
             for future in done:
-                item = pending.pop(future)
+                item = pending.pop(future, None)
+                if item is None:  # timed out and given up on already
+                    continue
+                unstarted.pop(future, None)
                 item.received = time.time()
                 self._release(future)
                 result, lost = self._result_of(future, item)
@@ -316,19 +327,21 @@ class BaseExecutor(abc.ABC):
                     continue
                 results.append((result, item))
             now = time.monotonic()
-            expired = [f for f, p in pending.items() if p.deadline and p.deadline <= now]
-            for future in expired:
-                item = pending.pop(future)
-                item.received = time.time()
+            while deadlines and deadlines[0][0] <= now:
+                _, _, future = heapq.heappop(deadlines)
+                expired = pending.pop(future, None)
+                if expired is None:
+                    continue
+                expired.received = time.time()
                 self._cancel(future)
                 self._release(future)
                 timeout_result = error_result(
-                    item.context,
-                    f"agent {item.spec.name!r} timed out after {self.dist.agent_timeout_s}s",
+                    expired.context,
+                    f"agent {expired.spec.name!r} timed out after {self.dist.agent_timeout_s}s",
                     "TimeoutError",
-                    item.started,
+                    expired.started,
                 )
-                results.append((timeout_result, item))
+                results.append((timeout_result, expired))
             # Micro-batch: one coordinator call per DELIVERY_LINGER_S rather than per result
             # (each call costs every backbone actor a round trip); a callback that wants each
             # record as it arrives, and the loop's last result, are delivered at once.
