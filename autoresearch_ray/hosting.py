@@ -1,8 +1,8 @@
 """Hosting a backbone role (coordinator, queue, claim store) as a Ray actor or locally.
 
-Both hosts hand back a handle whose ``handle.method.remote(*args)`` returns a future; ``resolve``
-and ``CompletionQueue`` accept either kind of future, so code above this module never asks which host
-it runs on. Local handles run calls on their own thread(s), like a Ray actor with the same
+Both hosts hand back a handle whose ``handle.method.remote(*args)`` returns a future;
+``resolve`` and ``CompletionQueue`` accept either kind of future, so code above this module never
+asks which host it runs on. Local handles run calls on their own thread(s), like a Ray actor with the same
 ``max_concurrency``.
 """
 
