@@ -2,8 +2,8 @@
 
 Both hosts hand back a handle whose ``handle.method.remote(*args)`` returns a future;
 ``resolve`` and ``CompletionQueue`` accept either kind of future, so code above this module never
-asks which host it runs on. Local handles run calls on their own thread(s), like a Ray actor with the same
-``max_concurrency``.
+asks which host it runs on. Local handles run calls on their own thread(s), like a Ray actor
+with the same ``max_concurrency``.
 """
 
 from __future__ import annotations
