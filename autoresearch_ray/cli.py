@@ -17,6 +17,7 @@ from .config import ConfigModel, load_config
 from .errors import AutoresearchError, BadInputError
 from .executors import get_executor
 from .progress import ProgressDisplay
+from .research.agents import verdicts
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -75,7 +76,14 @@ def split_args(args: Sequence[str], want_query: bool) -> tuple[str | None, str |
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     try:
-        ns = build_parser().parse_args(argv)
+        parser = build_parser()
+        ns, extra = parser.parse_known_args(argv)
+        # Words after a flag (`run "q" --json loops=3`) belong to the command's arguments.
+        flags = [e for e in extra if e.startswith("-")]
+        if flags:
+            parser.error(f"unrecognized arguments: {' '.join(flags)}")
+        if extra:
+            ns.args = [*getattr(ns, "args", []), *extra]
         if ns.command == "run":
             return _run(ns)
         if ns.command == "claims":
@@ -87,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autoresearch-ray: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        sys.stderr.close()
+        return EXIT_OK
     except AutoresearchError as exc:
         print(f"autoresearch-ray: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -143,10 +155,18 @@ def _claims(ns: argparse.Namespace) -> int:
         if ns.json:
             print(json.dumps([c.model_dump(mode="json") for c in claims], indent=2))
             return EXIT_OK
+        checked = verdicts(claims)
+        print(f"{'claim':<12}  {'loop':<4}  {'agent':<12} {'kind':<12} {'verdict':<11} source")
         for c in claims:
-            source = c.sources[0].ref if c.sources else "-"
-            print(f"{c.claim_id[:12]}  loop {c.loop}  {c.agent:<12} {c.kind:<10} {source}")
-            print(f"    {c.content}")
+            src = c.sources[0] if c.sources else None
+            source = (
+                f"{src.ref} ({src.location})" if src and src.location else (src.ref if src else "-")
+            )
+            verdict = checked.get(c.claim_id, {}).get("verdict") or c.metadata.get("verdict") or "-"
+            print(
+                f"{c.claim_id[:12]}  {c.loop:<4}  {c.agent:<12} {c.kind:<12} {verdict:<11} {source}"
+            )
+            print(f"    {c.content[:300]}")
         print(f"{len(claims)} claims of run {ns.run_id} in {store.path}")
     finally:
         store.close()

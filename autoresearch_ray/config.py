@@ -150,8 +150,32 @@ class StorageConfig(BaseModel):
         return Path(self.path).expanduser().resolve()
 
 
+class CorpusConfig(BaseModel):
+    """What research agents search: the standard library's docstrings, or a directory."""
+
+    model_config = _MODEL
+
+    path: str | None = Field(
+        default=None, description="directory of .md/.rst/.txt/.py files; unset: the stdlib"
+    )
+    cache_dir: str = Field(
+        default="~/.cache/autoresearch_ray/index", description="where built indexes are kept"
+    )
+
+    @field_validator("path", "cache_dir")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL byte")
+        return value or None
+
+
 def _default_agents() -> list[AgentSpec]:
-    return [AgentSpec(name=f"agent{i}", type="claims", params={"count": 2}) for i in range(1, 4)]
+    return [
+        AgentSpec(name="synthesizer", type="synthesizer"),
+        AgentSpec(name="contrarian", type="contrarian"),
+        AgentSpec(name="fact_checker", type="fact_checker"),
+    ]
 
 
 class ConfigModel(BaseModel):
@@ -161,8 +185,9 @@ class ConfigModel(BaseModel):
 
     query: str | None = Field(default=None, description="used when the CLI is given no query")
     run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
-    loops: int = Field(default=2, ge=1, le=10_000)
+    loops: int = Field(default=3, ge=1, le=10_000)
     agents: list[AgentSpec] = Field(default_factory=_default_agents, min_length=1)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     distributed_config: DistributedConfig = Field(default_factory=DistributedConfig)
 
@@ -184,6 +209,12 @@ class ConfigModel(BaseModel):
         for spec in self.agents:
             resolve_agent_type(spec.type)
         return self
+
+    def uses_corpus(self) -> bool:
+        """Whether any configured agent searches the corpus."""
+        from .agents.registry import resolve_agent_type
+
+        return any(getattr(resolve_agent_type(a.type), "uses_corpus", False) for a in self.agents)
 
     def new_run_id(self) -> str:
         """The configured run id, or a fresh one."""

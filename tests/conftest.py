@@ -3,10 +3,12 @@ test module, and config helpers. Everything binds to 127.0.0.1 and is stopped by
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,9 @@ from autoresearch_ray.config import ConfigModel, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
+#: One corpus-index cache for the whole session (built once, ~2 s), never the user's ~/.cache.
+INDEX_CACHE = Path(tempfile.mkdtemp(prefix="autoresearch-test-index-"))
+atexit.register(shutil.rmtree, INDEX_CACHE, True)
 
 
 def free_port() -> int:
@@ -117,4 +122,7 @@ def ray_local() -> Iterator[Any]:
 def make_config(tmp_path: Path, *overrides: str, base: str | None = None) -> ConfigModel:
     """A config from ``configs/<base>`` (or the defaults) with a database under ``tmp_path``."""
     path = CONFIGS / base if base else None
-    return load_config(path, [f"storage.path={tmp_path / 'claims.db'}", *overrides])
+    return load_config(
+        path,
+        [f"storage.path={tmp_path / 'claims.db'}", f"corpus.cache_dir={INDEX_CACHE}", *overrides],
+    )

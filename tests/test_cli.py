@@ -10,20 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CONFIGS, REPO
+from .conftest import CONFIGS, INDEX_CACHE, REPO
 
 
 def cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "autoresearch_ray.cli", *args],
+        [sys.executable, "-m", "autoresearch_ray.cli", *args, *_cache(args)],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=240,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
+
+
+def _cache(args: tuple[str, ...]) -> list[str]:
+    # Runs share the session's index cache; other commands take no such override.
+    return [f"corpus.cache_dir={INDEX_CACHE}"] if args and args[0] == "run" else []
 
 
 def test_process_run_then_claims(tmp_path: Path) -> None:
@@ -52,14 +57,16 @@ def test_default_run_on_ray_prints_a_summary(tmp_path: Path) -> None:
     done = cli("run", "What is a lease?", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "run id:" in done.stdout
-    assert "3 x 2 loops = 6 executions, 0 errors" in done.stdout
+    assert "3 x 3 loops = 9 executions, 0 errors" in done.stdout
     assert "ray, ray broker" in done.stdout
     assert (tmp_path / "autoresearch_claims.db").is_file()
     run_id = next(
         line.split()[-1] for line in done.stdout.splitlines() if line.startswith("run id:")
     )
     listed = cli("claims", run_id, cwd=tmp_path)
-    assert listed.returncode == 0 and "12 claims" in listed.stdout
+    assert listed.returncode == 0
+    assert "thesis" in listed.stdout and "verification" in listed.stdout
+    assert f"claims of run {run_id}" in listed.stdout
 
 
 @pytest.mark.parametrize(

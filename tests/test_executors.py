@@ -133,7 +133,7 @@ def test_failing_agents_are_recorded_and_others_kept(
 def test_a_failed_run_keeps_what_was_acknowledged(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    cfg = config_for(request, tmp_path, "process", "memory", "loops=3")
+    cfg = config_for(request, tmp_path, "process", "memory", "loops=3", FOUR_AGENTS)
 
     def explode(loop: int, state: Any) -> None:
         if loop == 1:
@@ -171,11 +171,18 @@ def test_process_executor_shutdown_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_local_executor_when_distribution_is_disabled(tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, "enabled=false", "message_broker=memory", "executor=process")
+    cfg = make_config(
+        tmp_path,
+        "enabled=false",
+        "message_broker=memory",
+        "executor=process",
+        "loops=2",
+        "agents=[{name: a, type: claims, params: {count: 3}}, {name: b, type: claims}]",
+    )
     with get_executor(cfg) as ex:
         response = ex.run_query("q")
     assert response.metrics.executor == "local"
-    assert response.metrics.claims == 12
+    assert response.metrics.claims == 2 * (3 + 2)
 
 
 def test_unknown_callback_is_bad_input(tmp_path: Path) -> None:

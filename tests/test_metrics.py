@@ -37,7 +37,8 @@ def ray_with_metrics() -> Iterator[int]:
 @pytest.mark.slow
 def test_agent_latency_and_claims_are_exported(ray_with_metrics: int, tmp_path: Path) -> None:
     with get_executor(make_config(tmp_path, "loops=2")) as ex:
-        ex.run_query("q")
+        response = ex.run_query("How do I parse command line arguments?")
+    assert response.metrics.claims > 0
     wanted = {
         "ray_autoresearch_claims_persisted",
         "ray_autoresearch_agent_latency_seconds",

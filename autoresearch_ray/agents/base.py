@@ -20,6 +20,8 @@ class AgentContext(BaseModel):
     agent: str
     params: dict[str, Any] = Field(default_factory=dict)
     attempt: int = 1
+    #: Shared read-only resources (the corpus index handle), resolved once per worker process.
+    resources: dict[str, Any] = Field(default_factory=dict)
 
 
 @runtime_checkable

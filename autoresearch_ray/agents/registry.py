@@ -12,7 +12,11 @@ AgentFactory = Callable[..., Any]
 F = TypeVar("F", bound=AgentFactory)
 
 _REGISTRY: dict[str, AgentFactory] = {}
-_BUILTIN_MODULES = ("autoresearch_ray.agents.synthetic",)
+_BUILTIN_MODULES = (
+    "autoresearch_ray.agents.synthetic",
+    "autoresearch_ray.research.agents",
+    "autoresearch_ray.research.llm",
+)
 
 
 def register_agent(name: str) -> Callable[[F], F]:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..agents.base import AgentContext
 from ..agents.runtime import error_result, parse_result
@@ -20,6 +20,9 @@ from ..coordinator import Coordinator
 from ..errors import BadInputError, ExecutorError
 from ..hosting import CompletionQueue, Host, resolve
 from ..models import AgentRecord, AgentResult, QueryResponse, QueryState
+
+if TYPE_CHECKING:
+    from ..research.index import CorpusIndex
 from .callbacks import RunCallbacks
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ class BaseExecutor(abc.ABC):
         self._host: Host | None = None
         self._started = False
         self._closed = False
+        #: Read-only resources handed to every agent execution (the corpus index handle).
+        self.resources: dict[str, Any] = {}
+        #: How the corpus index was obtained: built or loaded, seconds, passages.
+        self.corpus_info: dict[str, Any] = {}
 
     # -- what subclasses provide ---------------------------------------------------------------
 
@@ -101,6 +108,11 @@ class BaseExecutor(abc.ABC):
     def _stop_runtime(self) -> None:
         """Release the runtime started by ``_start_runtime`` (never one that was already there)."""
 
+    def _share_index(self, index: CorpusIndex, directory: str) -> Any:
+        """A handle agents resolve to the index once per worker: by default its cache path,
+        which each worker loads memory-mapped (one copy in the page cache for all of them)."""
+        return {"fingerprint": index.fingerprint, "path": directory}
+
     def _broker_options(self) -> dict[str, Any]:
         return {
             "lease_seconds": self.dist.lease_seconds,
@@ -124,6 +136,13 @@ class BaseExecutor(abc.ABC):
             self.broker = self._make_broker()
         try:
             self._host = self._start_runtime()
+            if self.config.uses_corpus():
+                from ..research.index import open_index
+
+                corpus = self.config.corpus
+                index, self.corpus_info = open_index(corpus.path, corpus.cache_dir)
+                handle = self._share_index(index, self.corpus_info["directory"])
+                self.resources = {"corpus": handle}
             if self.broker is None:
                 self.broker = self._make_broker()
             self.store = self._host.spawn(
@@ -284,6 +303,7 @@ class BaseExecutor(abc.ABC):
                     agent=spec.name,
                     params=spec.params,
                     attempt=attempt,
+                    resources=self.resources,
                 )
                 # When it became due, not when a worker slot freed up: time spent held back
                 # for capacity is queueing, and latency figures must include it.

@@ -26,6 +26,9 @@ class LocalExecutor(BaseExecutor):
         self._pool = cf.ThreadPoolExecutor(self.dist.num_cpus, thread_name_prefix="agent")
         return ThreadHost()
 
+    def _share_index(self, index: Any, directory: str) -> Any:
+        return index  # threads share the object itself
+
     def _share_state(self, state_json: dict[str, Any]) -> Any:
         # Threads share one validated copy per loop (agents treat the state as read-only).
         return QueryState.model_validate(state_json)

@@ -91,6 +91,13 @@ class RayExecutor(BaseExecutor):
         ray.get([w.ping.remote() for w in self._workers])
         self._queues = [deque() for _ in range(count)]
 
+    def _share_index(self, index: Any, directory: str) -> Any:
+        import ray
+
+        # Through the object store: worker nodes of a cluster do not share the driver's disk,
+        # and on one node the arrays are shared memory. Boxed so Ray passes the reference.
+        return {"fingerprint": index.fingerprint, "ray": [ray.put(index)]}
+
     def _share_state(self, state_json: dict[str, Any]) -> Any:
         import ray
 
