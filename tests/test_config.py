@@ -69,7 +69,7 @@ def test_storage_path_is_resolved_absolute(tmp_path: Path, monkeypatch: pytest.M
             [
                 "mesage_broker: unknown key",
                 "did you mean 'message_broker'",
-                "allowed keys: agents, distributed_config",
+                "allowed keys: agents, corpus, distributed_config",
             ],
         ),
         (
