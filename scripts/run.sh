@@ -5,6 +5,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh" dev
 if [ "$#" -eq 0 ]; then
-    set -- "How do leases make message delivery reliable?"
+    set -- "How do I run several coroutines concurrently and collect their results?"
 fi
 exec "$VENV/bin/autoresearch-ray" run "$@"
