@@ -112,3 +112,28 @@ class GarbageAgent:
         if self.kind == "bad_claims":
             return {"claims": [{"content": ""}]}
         return 42
+
+
+@register_agent("crash")
+class CrashAgent:
+    """Kills its own worker process (SIGKILL) the first time it runs for a (run, loop), then
+    behaves like ``claims``. A marker file in ``marker_dir`` remembers the first attempt."""
+
+    name = "crash"
+
+    def __init__(self, marker_dir: str, count: int = 2):
+        self.marker_dir = marker_dir
+        self.count = count
+
+    def execute(self, state: QueryState, context: AgentContext) -> AgentOutput:
+        """Die once per loop; return claims when run again."""
+        import os
+        import signal
+        from pathlib import Path
+
+        marker = Path(self.marker_dir) / f"{context.run_id}-{context.loop}-{context.agent}"
+        if not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return AgentOutput(claims=_make_claims(self.count, state, context))

@@ -88,6 +88,11 @@ class ProcessExecutor(BaseExecutor):
             self._replace_pool()
             return self._pool.submit(execute_with_state_file, spec, state, context)
 
+    def _is_worker_loss(self, exc: BaseException) -> bool:
+        # A worker that died takes the pool with it: every execution in flight is lost, none
+        # failed on its own; the next submit starts a new pool.
+        return isinstance(exc, cf.process.BrokenProcessPool)
+
     def _may_be_running(self, future: Any) -> bool:
         return bool(future.running() or future.done())
 
