@@ -147,10 +147,13 @@ def _measure(
     }
 
 
-def run_batch(params: SimParams, executor: BaseExecutor | None = None) -> dict[str, Any]:
-    """Measure the batch workload; returns the seed's keys first, then detail and the limit."""
-    task_times = [params.task_time] * params.tasks
-    offsets = [params.network_latency] * params.tasks
+def _warm_and_measure(
+    params: SimParams,
+    task_times: list[float],
+    offsets: list[float],
+    executor: BaseExecutor | None,
+) -> dict[str, Any]:
+    """One warm-up run, then ``params.repeat`` measured ones, on the given or a new executor."""
     with tempfile.TemporaryDirectory() as tmp:
         own = executor is None
         ex = executor or get_executor(sim_config(params, Path(tmp) / "sim.db", task_times))
@@ -158,10 +161,17 @@ def run_batch(params: SimParams, executor: BaseExecutor | None = None) -> dict[s
             ex.start()
             # Warm-up: worker processes start and import, the actors settle; not measured.
             ex.run_query("warm-up", run_id=f"warm-{time.time_ns()}", dispatch_offsets=offsets)
-            measured = _measure(ex, params, offsets, params.repeat)
+            return _measure(ex, params, offsets, params.repeat)
         finally:
             if own:
                 ex.shutdown()
+
+
+def run_batch(params: SimParams, executor: BaseExecutor | None = None) -> dict[str, Any]:
+    """Measure the batch workload; returns the seed's keys first, then detail and the limit."""
+    task_times = [params.task_time] * params.tasks
+    offsets = [params.network_latency] * params.tasks
+    measured = _warm_and_measure(params, task_times, offsets, executor)
     limit = batch_limit(params.tasks, params.workers, params.network_latency, params.task_time)
     out: dict[str, Any] = {
         k: _round(measured[k])
@@ -201,16 +211,7 @@ def run_open_loop(
         clock += rng.expovariate(arrival_rate)
         arrivals.append(clock)
     offsets = [a + params.network_latency for a in arrivals]
-    with tempfile.TemporaryDirectory() as tmp:
-        own = executor is None
-        ex = executor or get_executor(sim_config(params, Path(tmp) / "sim.db", task_times))
-        try:
-            ex.start()
-            ex.run_query("warm-up", run_id=f"warm-{time.time_ns()}", dispatch_offsets=offsets)
-            measured = _measure(ex, params, offsets, params.repeat)
-        finally:
-            if own:
-                ex.shutdown()
+    measured = _warm_and_measure(params, task_times, offsets, executor)
     return {
         "arrival_rate": arrival_rate,
         "measured": {

@@ -72,6 +72,19 @@ def row(
     }
 
 
+def _local_ray() -> None:
+    """A private local Ray on loopback, as the executors start one."""
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level="warning",
+    )
+
+
 def _noop() -> None:
     return None
 
@@ -187,13 +200,7 @@ def bench_agents_ray(quick: bool) -> list[Row]:
     import ray
 
     loops, agents = (3, 100) if quick else (5, 200)
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        logging_level="warning",
-    )
+    _local_ray()
     try:
         raw = _raw_ray_per_s(loops, agents)
         ours = _ours_executions_per_s("ray", loops, agents)
@@ -283,13 +290,7 @@ def bench_claims_ray(quick: bool) -> list[Row]:
     from ray.util.queue import Queue
 
     messages = make_claims(20_000 if quick else 100_000)
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        logging_level="warning",
-    )
+    _local_ray()
     try:
         q = Queue()
         n = 500
@@ -344,13 +345,7 @@ def bench_claims_redis(quick: bool, url: str) -> list[Row]:
         broker = get_message_broker("redis", url, namespace=ns)
         import ray
 
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            logging_level="warning",
-        )
+        _local_ray()
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 ours = _end_to_end(broker, messages, 1000, Path(tmp) / "c.db", RayHost())

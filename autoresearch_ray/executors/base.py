@@ -426,3 +426,14 @@ def _public_config(cfg: ConfigModel) -> dict[str, Any]:
     url = data["distributed_config"].get("broker_url")
     data["distributed_config"]["broker_url"] = redact_url(url) if url else url
     return data
+
+
+class FuturePoolExecutor(BaseExecutor):
+    """An executor whose agent executions are ``concurrent.futures`` futures of a pool."""
+
+    def _may_be_running(self, future: Any) -> bool:
+        return bool(future.running() or future.done())
+
+    def _collect(self, future: Any) -> dict[str, Any]:
+        result: dict[str, Any] = future.result()
+        return result

@@ -10,10 +10,10 @@ from ..agents.runtime import execute_agent
 from ..config import ConfigModel
 from ..hosting import Host, ThreadHost
 from ..models import QueryState
-from .base import BaseExecutor
+from .base import FuturePoolExecutor
 
 
-class LocalExecutor(BaseExecutor):
+class LocalExecutor(FuturePoolExecutor):
     """Agents on a thread pool of ``num_cpus`` threads; backbone on threads; memory broker."""
 
     name = "local"
@@ -36,13 +36,6 @@ class LocalExecutor(BaseExecutor):
     def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
         assert self._pool is not None
         return self._pool.submit(execute_agent, spec, state, context)
-
-    def _may_be_running(self, future: Any) -> bool:
-        return bool(future.running() or future.done())
-
-    def _collect(self, future: Any) -> dict[str, Any]:
-        result: dict[str, Any] = future.result()
-        return result
 
     def _cancel(self, future: Any) -> None:
         # A thread cannot be stopped; its late result is ignored.

@@ -20,7 +20,7 @@ from ..agents.runtime import execute_with_state_file
 from ..config import ConfigModel
 from ..errors import ExecutorError
 from ..hosting import Host, ThreadHost
-from .base import BaseExecutor
+from .base import FuturePoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _warm() -> int:
     return os.getpid()
 
 
-class ProcessExecutor(BaseExecutor):
+class ProcessExecutor(FuturePoolExecutor):
     """Runs agents in ``num_cpus`` worker processes."""
 
     name = "process"
@@ -92,13 +92,6 @@ class ProcessExecutor(BaseExecutor):
         # A worker that died takes the pool with it: every execution in flight is lost, none
         # failed on its own; the next submit starts a new pool.
         return isinstance(exc, cf.process.BrokenProcessPool)
-
-    def _may_be_running(self, future: Any) -> bool:
-        return bool(future.running() or future.done())
-
-    def _collect(self, future: Any) -> dict[str, Any]:
-        result: dict[str, Any] = future.result()
-        return result
 
     def _cancel(self, future: Any) -> None:
         if not future.cancel():
