@@ -6,16 +6,21 @@ Exit codes: 0 success, 1 a failed run, 2 bad input (one line on stderr saying wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .claim_store import ClaimStore
 from .config import ConfigModel, load_config
-from .errors import AutoresearchError, BadInputError
-from .executors import get_executor
+from .errors import AutoresearchError, BadInputError, RunInterrupted
+from .executors import BaseExecutor, get_executor
 from .progress import ProgressDisplay
 from .research.agents import verdicts
 
@@ -38,9 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer a query",
         description='autoresearch-ray run [CONFIG.yaml] "query" [key=value ...]',
     )
-    run.add_argument("args", nargs="+", metavar="[CONFIG] QUERY [key=value]")
+    run.add_argument("args", nargs="*", metavar="[CONFIG] QUERY [key=value]")
     run.add_argument("--json", action="store_true", help="print the whole QueryResponse as JSON")
     run.add_argument("--run-id", help="run id (re-using one stores no duplicate claims)")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a stopped or crashed run after its last checkpointed loop",
+    )
 
     claims = sub.add_parser("claims", help="list the stored claims of a run")
     claims.add_argument("run_id")
@@ -92,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"autoresearch-ray: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunInterrupted as exc:
+        print(f"autoresearch-ray: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("autoresearch-ray: interrupted", file=sys.stderr)
         return 130
@@ -107,12 +120,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(ns: argparse.Namespace) -> int:
     config_path, query, overrides = split_args(ns.args, want_query=True)
     config = load_config(config_path, overrides)
+    run_id = ns.resume or ns.run_id
+    if ns.resume:
+        stored = _stored_run(config, ns.resume)
+        if query and query != stored["query"]:
+            raise BadInputError(f"run {ns.resume} answered {stored['query']!r}, not {query!r}")
+        query = stored["query"]
+        if stored["status"] == "completed" and stored["loops_completed"] >= config.loops:
+            print(f"run {ns.resume} already completed its {stored['loops_completed']} loops")
+            return EXIT_OK
     query = query or config.query
     if not query or not query.strip():
         raise BadInputError('no query given: autoresearch-ray run [CONFIG] "your question"')
     progress = ProgressDisplay(config.loops, len(config.agents))
-    with get_executor(config) as executor:
-        response = executor.run_query(query, callbacks=progress, run_id=ns.run_id)
+    with get_executor(config) as executor, _graceful_stop(executor):
+        response = executor.run_query(
+            query, callbacks=progress, run_id=run_id, resume=bool(ns.resume)
+        )
     m = response.metrics
     if ns.json:
         print(response.model_dump_json(indent=2))
@@ -135,6 +159,47 @@ def _run(ns: argparse.Namespace) -> int:
         )
     failed = m.agent_executions > 0 and m.agent_errors == m.agent_executions
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _stored_run(config: ConfigModel, run_id: str) -> dict[str, Any]:
+    path = config.storage.resolved()
+    if not path.is_file():
+        raise BadInputError(f"no claims database at {path}, so no run {run_id!r} to resume")
+    store = ClaimStore(path, readonly=True)
+    try:
+        run = store.run(run_id)
+    finally:
+        store.close()
+    if run is None:
+        raise BadInputError(f"no run {run_id!r} in {path}")
+    return run
+
+
+@contextlib.contextmanager
+def _graceful_stop(executor: BaseExecutor) -> Iterator[None]:
+    """SIGINT/SIGTERM: the first stops the run cleanly (in-flight agents finish, their claims
+    are acknowledged, checkpointed loops stay resumable); a second exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if executor.stop_requested:
+            print("\nautoresearch-ray: second signal, exiting now", file=sys.stderr)
+            os._exit(130)
+        print(
+            "\nautoresearch-ray: stopping: in-flight agents finish and their claims are stored "
+            "(signal again to exit at once)",
+            file=sys.stderr,
+        )
+        executor.request_stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _open_store(args: Sequence[str]) -> tuple[ClaimStore, ConfigModel]:

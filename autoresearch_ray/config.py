@@ -8,6 +8,7 @@ the embedded default (a local Ray run on the ``ray`` broker), the same as ``conf
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -69,6 +70,10 @@ class DistributedConfig(BaseModel):
         description="prefix of Redis keys and of Ray actor names",
     )
     dashboard: bool = Field(default=False, description="start Ray's dashboard (on 127.0.0.1)")
+    allow_insecure_redis: bool = Field(
+        default=False,
+        description="allow a redis:// URL without credentials to a host beyond loopback",
+    )
 
     @field_validator("broker_url")
     @classmethod
@@ -104,9 +109,29 @@ class DistributedConfig(BaseModel):
             )
         if broker == "redis" and not self.broker_url:
             raise ValueError("message_broker='redis' needs broker_url (redis://host:port/db)")
+        if broker == "redis" and self.broker_url and not self.allow_insecure_redis:
+            parts = urlsplit(self.broker_url)
+            if parts.scheme == "redis" and parts.password is None and not _loopback(parts.hostname):
+                raise ValueError(
+                    f"refusing redis://{parts.hostname} without credentials: anyone on the network "
+                    "could read and forge claims; use rediss:// or user:password@, or set "
+                    "allow_insecure_redis=true"
+                )
         if self.address and executor != "ray":
             raise ValueError("address names a Ray cluster and needs executor='ray'")
         return self
+
+
+def _loopback(host: str | None) -> bool:
+    """Whether a URL's host is this machine (localhost, 127.0.0.0/8, ::1) or a unix socket."""
+    if not host:
+        return True
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class AgentSpec(BaseModel):

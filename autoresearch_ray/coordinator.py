@@ -56,11 +56,23 @@ class Coordinator:
         self.telemetry = RunTelemetry(executor, broker.name)
 
     def start_run(
-        self, run_id: str, query: str, loops: int, agents: list[str], config: dict[str, Any]
+        self,
+        run_id: str,
+        query: str,
+        loops: int,
+        agents: list[str],
+        config: dict[str, Any],
+        resume: bool = False,
     ) -> dict[str, Any]:
-        """Begin a run; returns the state agents of loop 0 see."""
+        """Begin a run, or with ``resume`` continue it after its last checkpointed loop; returns
+        the state the next loop's agents see (its ``loop`` is the loop to run next)."""
+        checkpoint = resolve(self.store.last_checkpoint.remote(run_id)) if resume else None
         resolve(self.store.start_run.remote(run_id, query, config, loops))
-        self.state = QueryState(run_id=run_id, query=query, loop=0, loops=loops)
+        if checkpoint is not None:
+            self.state = QueryState.model_validate_json(checkpoint[1])
+            self.state.loops = loops
+        else:
+            self.state = QueryState(run_id=run_id, query=query, loop=0, loops=loops)
         self._agent_order = {name: i for i, name in enumerate(agents)}
         self._reset_loop()
         self._started = time.time()
@@ -190,6 +202,17 @@ class Coordinator:
         status = "completed" if len(errors) < len(state.records) or not state.records else "failed"
         resolve(self.store.finish_run.remote(state.run_id, status, response.model_dump_json()))
         return response.model_dump(mode="json")
+
+    def flush(self, loop: int) -> int:
+        """Wait for the acknowledgements of an unfinished loop without checkpointing it (a stop
+        mid-loop keeps every claim that was produced); returns how many are still missing."""
+        state = self._require_state()
+        missing = resolve(
+            self.store.wait_for.remote(state.run_id, loop, self._awaiting, self.ack_timeout_s)
+        )
+        resolve(self.store.finish_run.remote(state.run_id, "interrupted", None))
+        self._reset_loop()
+        return len(missing)
 
     def fail_run(self, reason: str) -> None:
         """Mark the current run failed (the driver hit an error it cannot recover from)."""

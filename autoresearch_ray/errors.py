@@ -68,3 +68,8 @@ class AckTimeout(AutoresearchError):
 
 class ExecutorError(AutoresearchError):
     """The executor cannot run (already shut down, backbone actor died, Ray unavailable)."""
+
+
+class RunInterrupted(AutoresearchError):
+    """A run stopped on request (SIGINT/SIGTERM); what was acknowledged is kept and checkpointed
+    loops can be resumed with ``--resume RUN_ID``."""

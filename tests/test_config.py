@@ -146,6 +146,29 @@ def test_bad_files(tmp_path: Path) -> None:
         load_config(typo)
 
 
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("redis://127.0.0.1:6379/0", True),
+        ("redis://localhost/0", True),
+        ("redis://[::1]:6379/0", True),
+        ("redis://10.0.0.5:6379/0", False),
+        ("redis://cache.example.com:6379/0", False),
+        ("redis://:secret@10.0.0.5:6379/0", True),
+        ("rediss://10.0.0.5:6379/0", True),
+    ],
+)
+def test_unauthenticated_redis_beyond_loopback_is_refused(url: str, allowed: bool) -> None:
+    overrides = ["message_broker=redis", f"broker_url={url}"]
+    if allowed:
+        assert load_config(None, overrides).distributed_config.broker_url == url
+        return
+    with pytest.raises(ConfigError, match=r"refusing redis://.* without credentials"):
+        load_config(None, overrides)
+    explicit = load_config(None, [*overrides, "allow_insecure_redis=true"])
+    assert explicit.distributed_config.allow_insecure_redis
+
+
 def test_credentials_are_redacted_in_errors() -> None:
     url = "redis://user:s3cret@127.0.0.1:6379/0"
     assert "s3cret" not in redact_url(url)

@@ -213,3 +213,67 @@ def test_a_worker_killed_mid_task_is_run_again_and_stored_once(
     stored = stored_ids(cfg, f"crash-{executor}")
     assert stored == sorted(c.claim_id for c in response.claims)
     assert len(stored) == len(set(stored)) == 8
+
+
+def test_resume_continues_after_the_last_checkpoint(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from autoresearch_ray.errors import BadInputError
+
+    cfg = config_for(request, tmp_path, "process", "memory", "loops=3", FOUR_AGENTS)
+
+    def crash_after_loop_1(loop: int, state: Any) -> None:
+        if loop == 1:
+            raise RuntimeError("driver crashed")
+
+    with get_executor(cfg) as ex, pytest.raises(RuntimeError):
+        ex.run_query("q", run_id="resumable", callbacks={"on_cycle_end": crash_after_loop_1})
+    started: list[tuple[int, str]] = []
+    with get_executor(cfg) as ex:
+        response = ex.run_query(
+            "q",
+            run_id="resumable",
+            resume=True,
+            callbacks={"on_agent_start": lambda loop, agent: started.append((loop, agent))},
+        )
+        with pytest.raises(BadInputError, match="run id"):
+            ex.run_query("q", resume=True)
+    assert {loop for loop, _ in started} == {2}  # loops 0 and 1 were not run again
+    assert response.metrics.loops == 3 and response.metrics.agent_executions == 12
+    stored = stored_ids(cfg, "resumable")
+    assert len(stored) == len(set(stored)) == 24
+    assert sorted(c.claim_id for c in response.claims) == stored
+
+
+def test_a_requested_stop_finishes_in_flight_work_and_can_be_resumed(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from autoresearch_ray.errors import RunInterrupted
+
+    # Six agents on one worker: when the stop comes, some are running, the rest are not.
+    names = [f"s{i}" for i in range(6)]
+    specs = ", ".join(
+        f"{{name: {n}, type: sleep, params: {{task_time: 0.2, claims: 1}}}}" for n in names
+    )
+    agents = f"agents=[{specs}]"
+    cfg = config_for(request, tmp_path, "process", "memory", "loops=3", "num_cpus=1", agents)
+    with get_executor(cfg) as ex:
+
+        def stop_in_loop_1(record: AgentRecord) -> None:
+            if record.loop == 1:
+                ex.request_stop()
+
+        with pytest.raises(RunInterrupted, match="--resume stoppable"):
+            ex.run_query("q", run_id="stoppable", callbacks={"on_agent_result": stop_in_loop_1})
+    store = ClaimStore(cfg.storage.resolved(), readonly=True)
+    run = store.run("stoppable")
+    assert run is not None and run["status"] == "interrupted" and run["loops_completed"] == 1
+    partial = {(c.loop, c.agent) for c in store.claims("stoppable")}
+    store.close()
+    assert {a for loop, a in partial if loop == 0} == set(names)
+    assert 1 <= len([1 for loop, _ in partial if loop == 1]) < 6  # in flight, not the rest
+    with get_executor(cfg) as ex:
+        response = ex.run_query("q", run_id="stoppable", resume=True)
+    stored = stored_ids(cfg, "stoppable")
+    assert len(stored) == len(set(stored)) == 18
+    assert response.metrics.loops == 3

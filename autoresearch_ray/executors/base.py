@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import heapq
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from ..brokers import MessageBroker, get_message_broker
 from ..claim_store import ClaimStore
 from ..config import AgentSpec, ConfigModel, redact_url
 from ..coordinator import Coordinator
-from ..errors import BadInputError, ExecutorError
+from ..errors import BadInputError, ExecutorError, RunInterrupted
 from ..hosting import CompletionQueue, Host, resolve
 from ..models import AgentRecord, AgentResult, QueryResponse, QueryState
 
@@ -60,6 +61,7 @@ class BaseExecutor(abc.ABC):
         self.resources: dict[str, Any] = {}
         #: How the corpus index was obtained: built or loaded, seconds, passages.
         self.corpus_info: dict[str, Any] = {}
+        self._stop = threading.Event()
 
     # -- what subclasses provide ---------------------------------------------------------------
 
@@ -87,6 +89,10 @@ class BaseExecutor(abc.ABC):
     def _may_be_running(self, future: Any) -> bool:
         """Whether a submitted execution may have started (its timeout runs from then on)."""
         return True
+
+    def _withdraw(self, future: Any) -> bool:
+        """Take back a submitted execution that has not started; False if it cannot be."""
+        return False
 
     def _release(self, future: Any) -> None:  # noqa: B027 - optional hook, no-op by default
         """A submitted execution has finished, failed or been given up on."""
@@ -203,6 +209,17 @@ class BaseExecutor(abc.ABC):
             self.broker.close()
         self._stop_runtime()
 
+    def request_stop(self) -> None:
+        """Ask the running query to stop: no new agent is dispatched, those in flight finish and
+        their claims are acknowledged, then ``run_query`` raises :class:`RunInterrupted`.
+        Safe to call from a signal handler or another thread."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether ``request_stop`` was called for the running query."""
+        return self._stop.is_set()
+
     def __enter__(self) -> BaseExecutor:
         return self.start()
 
@@ -217,6 +234,7 @@ class BaseExecutor(abc.ABC):
         callbacks: Any = None,
         run_id: str | None = None,
         dispatch_offsets: Sequence[float] | None = None,
+        resume: bool = False,
     ) -> QueryResponse:
         """Run every configured loop of every agent against ``query`` and synthesize the answer.
 
@@ -226,7 +244,11 @@ class BaseExecutor(abc.ABC):
 
         ``dispatch_offsets`` (one per agent, seconds after the loop starts) holds an agent back
         before it is submitted without occupying a worker: staggered or open-loop arrivals.
+        ``resume`` continues ``run_id`` after its last checkpointed loop; loops already stored
+        are neither run nor stored again.
         """
+        if resume and not run_id:
+            raise BadInputError("resume needs the run id of the run to continue")
         if not query or not query.strip():
             raise BadInputError("the query is empty")
         agents = self.config.agents
@@ -243,21 +265,32 @@ class BaseExecutor(abc.ABC):
         run_id = run_id or cfg.new_run_id()
         names = [a.name for a in agents]
         try:
+            self._stop.clear()
             state_json = resolve(
                 self.coordinator.start_run.remote(
-                    run_id, query, cfg.loops, names, _public_config(cfg)
+                    run_id, query, cfg.loops, names, _public_config(cfg), resume
                 )
             )
             if hooks.on_run_start:
                 hooks.on_run_start(run_id, QueryState.model_validate(state_json))
-            for loop in range(cfg.loops):
+            for loop in range(int(state_json["loop"]), cfg.loops):
                 self._run_loop(run_id, loop, state_json, offsets, hooks)
+                if self._stop.is_set():
+                    missing = resolve(self.coordinator.flush.remote(loop))
+                    raise RunInterrupted(
+                        f"stopped during loop {loop} of run {run_id}: loops before it are "
+                        f"checkpointed, the claims produced so far are stored"
+                        + (f" ({missing} unacknowledged)" if missing else "")
+                        + f"; continue with --resume {run_id}"
+                    )
                 state_json = resolve(self.coordinator.finish_loop.remote(loop))
                 if hooks.on_cycle_end:
                     hooks.on_cycle_end(loop, QueryState.model_validate(state_json))
             response = QueryResponse.model_validate(
                 resolve(self.coordinator.synthesize.remote(self.storage_path))
             )
+        except RunInterrupted:
+            raise
         except BaseException:
             try:
                 resolve(self.coordinator.fail_run.remote("driver error"), timeout=10)
@@ -293,6 +326,11 @@ class BaseExecutor(abc.ABC):
         buffered: list[tuple[AgentResult, _Pending]] = []
         last_delivery = t0
         while waiting or pending or buffered:
+            if self._stop.is_set():
+                waiting.clear()  # dispatch nothing more; what is running finishes
+                for future in [f for f in unstarted if self._withdraw(f)]:
+                    del pending[future], unstarted[future]
+                    self._release(future)
             while waiting and t0 + waiting[-1][0] <= time.monotonic() and self._has_capacity():
                 offset, spec, attempt = waiting.pop()
                 # Built from values already validated; the worker validates what it receives.
@@ -430,6 +468,9 @@ def _public_config(cfg: ConfigModel) -> dict[str, Any]:
 
 class FuturePoolExecutor(BaseExecutor):
     """An executor whose agent executions are ``concurrent.futures`` futures of a pool."""
+
+    def _withdraw(self, future: Any) -> bool:
+        return bool(future.cancel())
 
     def _may_be_running(self, future: Any) -> bool:
         return bool(future.running() or future.done())

@@ -11,8 +11,11 @@ import concurrent.futures as cf
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,22 @@ from ..hosting import Host, ThreadHost
 from .base import FuturePoolExecutor
 
 log = logging.getLogger(__name__)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: exit when the driver is gone.
+
+    A driver killed with SIGKILL cannot stop its pool, and the workers would otherwise live on
+    (holding its terminal, its pipes and their memory) waiting for work that never comes.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:  # re-parented: the driver died
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _warm() -> int:
@@ -52,7 +71,10 @@ class ProcessExecutor(FuturePoolExecutor):
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         workers = self.dist.num_cpus
         pool = cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
         )
         # Start every worker now, so the first loop does not pay for interpreter start-up.
         try:
