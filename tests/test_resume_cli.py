@@ -75,14 +75,18 @@ def ledger(db: Path, run_id: str) -> tuple[int, int, set[int], str]:
     return rows, distinct, loops, integrity
 
 
+def _running(pid: int) -> bool:
+    # One call, no check-then-use: the process may exit between any two calls.
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def alive(pids: list[int], grace: float = 5.0) -> list[int]:
     deadline = time.monotonic() + grace
     while True:
-        left = [
-            p
-            for p in pids
-            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
+        left = [p for p in pids if _running(p)]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
@@ -117,9 +121,9 @@ def test_driver_stopped_or_killed_then_resumed(tmp_path: Path, sig: signal.Signa
         assert f"--resume {run_id}" in err and "stopping" in err
     else:
         assert proc.returncode == -signal.SIGKILL
-    assert children and alive(children) == []  # the pool went with its driver
+    assert children and alive(children) == [], err  # the pool went with its driver
     rows_before, _, loops_before, _ = ledger(db, run_id)
-    assert 0 in loops_before and rows_before >= 6  # loop 0's claims survived
+    assert 0 in loops_before and rows_before >= 6, err  # loop 0's claims survived
     done = subprocess.run(
         command(db, "--resume", run_id),
         cwd=tmp_path,
