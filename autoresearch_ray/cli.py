@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .brokers import get_message_broker
 from .claim_store import ClaimStore
 from .config import ConfigModel, load_config
 from .errors import AutoresearchError, BadInputError, RunInterrupted
@@ -56,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("run_id")
     claims.add_argument("args", nargs="*", metavar="[CONFIG] [key=value]")
     claims.add_argument("--json", action="store_true")
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters of the redis broker: list, requeue or drop them",
+        description="autoresearch-ray dlq list|requeue|drop [ID ...] [CONFIG] [key=value ...]",
+    )
+    dlq.add_argument("action", choices=["list", "requeue", "drop"])
+    dlq.add_argument("args", nargs="*", metavar="[ID ...] [CONFIG] [key=value]")
+    dlq.add_argument("--all", action="store_true", help="requeue or drop every dead letter")
+    dlq.add_argument("--json", action="store_true")
 
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("args", nargs="*", metavar="[CONFIG] [key=value]")
@@ -98,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(ns)
         if ns.command == "claims":
             return _claims(ns)
+        if ns.command == "dlq":
+            return _dlq(ns)
         return _runs(ns)
     except BadInputError as exc:
         print(f"autoresearch-ray: error: {exc}", file=sys.stderr)
@@ -235,6 +248,39 @@ def _claims(ns: argparse.Namespace) -> int:
         print(f"{len(claims)} claims of run {ns.run_id} in {store.path}")
     finally:
         store.close()
+    return EXIT_OK
+
+
+def _dlq(ns: argparse.Namespace) -> int:
+    ids = [a for a in ns.args if not _OVERRIDE.match(a) and not a.endswith((".yaml", ".yml"))]
+    rest = [a for a in ns.args if a not in ids]
+    config_path, _, overrides = split_args(rest, want_query=False)
+    dist = load_config(config_path, overrides).distributed_config
+    if dist.message_broker != "redis":
+        raise BadInputError(
+            f"the {dist.message_broker} broker keeps dead letters in the run's process; only "
+            "message_broker=redis keeps them after a run (give its broker_url and namespace)"
+        )
+    if ns.action != "list" and not ids and not ns.all:
+        raise BadInputError(f"dlq {ns.action} needs delivery ids or --all")
+    broker = get_message_broker("redis", dist.broker_url, namespace=dist.namespace)
+    try:
+        selected = None if ns.all or not ids else ids
+        if ns.action == "list":
+            letters = broker.dead_letters()
+            if ns.json:
+                print(json.dumps(letters, indent=2))
+            for d in [] if ns.json else letters:
+                print(f"{d['delivery_id']:<20} deliveries {d['deliveries']:<3} {d['reason']}")
+                print(f"    {str(d['payload'])[:200]}")
+            if not ns.json:
+                print(f"{len(letters)} dead letters in namespace {dist.namespace}")
+        elif ns.action == "requeue":
+            print(f"requeued {broker.requeue_dead_letters(selected)} dead letters")
+        else:
+            print(f"dropped {len(broker.take_dead_letters(selected))} dead letters")
+    finally:
+        broker.close()
     return EXIT_OK
 
 

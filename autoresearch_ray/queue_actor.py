@@ -188,6 +188,14 @@ class QueueActor:
         with self._lock:
             return [d.as_dict() for d in self._dead]
 
+    def take_dead_letters(self, delivery_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Remove and return dead letters (those ids, or all)."""
+        with self._lock:
+            wanted = None if delivery_ids is None else set(delivery_ids)
+            taken = [d for d in self._dead if wanted is None or d.delivery_id in wanted]
+            self._dead = [d for d in self._dead if d not in taken]
+            return [d.as_dict() for d in taken]
+
     def stats(self) -> dict[str, int]:
         """Depth (ready), in flight (leased), dead letters and redeliveries."""
         with self._lock:

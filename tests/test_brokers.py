@@ -133,3 +133,17 @@ def test_unknown_broker_names_the_allowed_ones() -> None:
 def test_memory_broker_refuses_to_cross_processes() -> None:
     with pytest.raises(Exception, match="cannot be sent to another"):
         pickle.dumps(get_message_broker("memory"))
+
+
+def test_dead_letters_can_be_requeued_and_dropped(broker: MessageBroker) -> None:
+    valid = Stop(reason="was dead-lettered by mistake").model_dump_json()
+    broker.put_raw(["not json"])
+    assert broker.get_batch(10, timeout=1) == []
+    (poison,) = broker.dead_letters()
+    # Requeued as they were and validated again on the way in: still poison, dead again.
+    assert broker.requeue_dead_letters([poison["delivery_id"]]) == 1
+    assert broker.get_batch(10, timeout=1) == []
+    assert len(broker.dead_letters()) == 1
+    assert len(broker.take_dead_letters()) == 1 and broker.dead_letters() == []
+    broker.put_raw([valid])
+    assert [d.message for d in broker.get_batch(10, timeout=1)] == [Stop.model_validate_json(valid)]

@@ -112,3 +112,35 @@ def test_a_run_whose_every_agent_fails_exits_1(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "ValueError: synthetic failure" in done.stderr
+
+
+def test_dlq_list_requeue_drop_on_redis(
+    tmp_path: Path, redis_url: str, redis_namespace: str
+) -> None:
+    from autoresearch_ray.brokers import get_message_broker
+    from autoresearch_ray.messages import Stop
+
+    broker = get_message_broker("redis", redis_url, namespace=redis_namespace)
+    broker.put_raw(['{"action": "explode"}', "not json"])
+    broker.publish(Stop())
+    assert [d.message for d in broker.get_batch(10, timeout=1)] == [Stop()]
+    ids = [d["delivery_id"] for d in broker.dead_letters()]
+    assert len(ids) == 2
+    where = [
+        f"broker_url={redis_url}",
+        f"namespace={redis_namespace}",
+        "message_broker=redis",
+        "executor=process",
+    ]
+    listed = cli("dlq", "list", *where, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "2 dead letters" in listed.stdout and "invalid message" in listed.stdout
+    requeued = cli("dlq", "requeue", ids[0], *where, cwd=tmp_path)
+    assert "requeued 1" in requeued.stdout
+    assert broker.get_batch(10, timeout=1) == []  # validated again: still poison, dead again
+    assert len(broker.dead_letters()) == 2
+    dropped = cli("dlq", "drop", "--all", *where, cwd=tmp_path)
+    assert "dropped 2" in dropped.stdout and broker.dead_letters() == []
+    refused = cli("dlq", "list", cwd=tmp_path)
+    assert refused.returncode == 2 and "only message_broker=redis" in refused.stderr
+    broker.close()

@@ -124,6 +124,18 @@ class MessageBroker(abc.ABC):
         """Dead letters so far: ``delivery_id``, ``payload``, ``reason``, ``deliveries``."""
 
     @abc.abstractmethod
+    def take_dead_letters(self, delivery_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Remove and return dead letters (those ids, or all of them)."""
+
+    def requeue_dead_letters(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Put dead letters back on the queue as they were; they are validated again when
+        consumed (a message that is still invalid goes back to the dead-letter list)."""
+        taken = self.take_dead_letters(delivery_ids)
+        if taken:
+            self.put_raw([str(d["payload"]) for d in taken])
+        return len(taken)
+
+    @abc.abstractmethod
     def stats(self) -> dict[str, int]:
         """Counters: ``ready``, ``in_flight``, ``dead``, ``redelivered``."""
 

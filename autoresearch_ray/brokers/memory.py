@@ -71,6 +71,10 @@ class MemoryBroker(MessageBroker):
         """Dead letters so far."""
         return self._queue.dead_letters()
 
+    def take_dead_letters(self, delivery_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Remove and return dead letters."""
+        return self._queue.take_dead_letters(None if delivery_ids is None else list(delivery_ids))
+
     def stats(self) -> dict[str, int]:
         """Queue counters."""
         return self._queue.stats()

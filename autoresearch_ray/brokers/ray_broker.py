@@ -83,6 +83,13 @@ class RayBroker(MessageBroker):
 
         return list(ray.get(self.actor.dead_letters.remote()))
 
+    def take_dead_letters(self, delivery_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Remove and return dead letters held by the actor."""
+        import ray
+
+        ids = None if delivery_ids is None else list(delivery_ids)
+        return list(ray.get(self.actor.take_dead_letters.remote(ids)))
+
     def stats(self) -> dict[str, int]:
         """Queue counters from the actor."""
         import ray

@@ -211,6 +211,18 @@ class RedisBroker(MessageBroker):
         """Dead letters of this namespace, oldest first."""
         return [json.loads(raw) for raw in self._call(self._redis.lrange, self.keys.dead, 0, -1)]
 
+    def take_dead_letters(self, delivery_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Remove and return dead letters; each is removed by its exact value (LREM), so a
+        concurrent reader never sees half a list."""
+        wanted = None if delivery_ids is None else set(delivery_ids)
+        taken = []
+        for raw in self._call(self._redis.lrange, self.keys.dead, 0, -1):
+            record = json.loads(raw)
+            selected = wanted is None or record.get("delivery_id") in wanted
+            if selected and self._call(self._redis.lrem, self.keys.dead, 1, raw):
+                taken.append(record)
+        return taken
+
     def stats(self) -> dict[str, int]:
         """Ready (not yet read), in flight (pending), dead and redelivered counts."""
         pipe = self._redis.pipeline(transaction=False)
