@@ -346,13 +346,15 @@ class ClaimStore:
                 ).fetchone()
         return int(row[0])
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run, newest first, with its claim count."""
+    def runs(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every run (or the one ``run_id``), newest first, with its claim count."""
+        where, params = ("WHERE r.run_id = ?", (run_id,)) if run_id is not None else ("", ())
         with self._lock:
             rows = self._db.execute(
-                """SELECT r.run_id, r.query, r.status, r.loops, r.loops_completed, r.created_at,
-                          r.updated_at, (SELECT COUNT(*) FROM claims c WHERE c.run_id = r.run_id)
-                   FROM runs r ORDER BY r.created_at DESC"""
+                f"""SELECT r.run_id, r.query, r.status, r.loops, r.loops_completed, r.created_at,
+                           r.updated_at, (SELECT COUNT(*) FROM claims c WHERE c.run_id = r.run_id)
+                    FROM runs r {where} ORDER BY r.created_at DESC""",
+                params,
             ).fetchall()
         keys = (
             "run_id",
@@ -368,7 +370,8 @@ class ClaimStore:
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run's record, or None."""
-        return next((r for r in self.runs() if r["run_id"] == run_id), None)
+        found = self.runs(run_id)
+        return found[0] if found else None
 
     def agent_results(self, run_id: str) -> list[dict[str, Any]]:
         """Stored agent results of a run, by loop and agent."""

@@ -43,6 +43,18 @@ def command(db: Path, *extra: str) -> list[str]:
     ]
 
 
+def resume(db: Path, run_id: str) -> subprocess.CompletedProcess[str]:
+    """`run --resume RUN_ID`, the query taken from the stored run."""
+    return subprocess.run(
+        command(db, "--resume", run_id),
+        cwd=db.parent,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=ENV,
+    )
+
+
 def wait_for_checkpoint(db: Path, run_id: str, loops: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,14 +136,7 @@ def test_driver_stopped_or_killed_then_resumed(tmp_path: Path, sig: signal.Signa
     assert children and alive(children) == [], err  # the pool went with its driver
     rows_before, _, loops_before, _ = ledger(db, run_id)
     assert 0 in loops_before and rows_before >= 6, err  # loop 0's claims survived
-    done = subprocess.run(
-        command(db, "--resume", run_id),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=ENV,
-    )
+    done = resume(db, run_id)
     assert done.returncode == 0, done.stderr
     rows, distinct, loops, integrity = ledger(db, run_id)
     assert (rows, distinct) == (LOOPS * 3 * 2,) * 2  # every claim once: lost 0, duplicated 0
@@ -140,12 +145,5 @@ def test_driver_stopped_or_killed_then_resumed(tmp_path: Path, sig: signal.Signa
         f"\nscenario=driver-{sig.name} messages={rows} lost=0 duplicated=0 redelivered=0 "
         f"seconds={time.monotonic() - started:.1f}"
     )
-    again = subprocess.run(
-        command(db, "--resume", run_id),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=ENV,
-    )
+    again = resume(db, run_id)
     assert again.returncode == 0 and "already completed" in again.stdout

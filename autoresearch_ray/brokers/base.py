@@ -14,6 +14,7 @@ from ..errors import MessageDecodeError, QueueEmpty
 from ..messages import AgentResultMessage, PersistClaim, Stop, decode, encode
 
 AnyMessage = PersistClaim | AgentResultMessage | Stop
+MESSAGE_TYPES = (PersistClaim, AgentResultMessage, Stop)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class RawItem:
     """A payload as a backend returns it, before validation."""
 
     delivery_id: str
-    payload: str | bytes
+    payload: str | bytes | AnyMessage
     deliveries: int
 
 
@@ -91,10 +92,14 @@ class MessageBroker(abc.ABC):
         """Lease up to ``max_items`` valid messages, waiting up to ``timeout`` for the first.
 
         A payload that fails validation is moved to the dead-letter list with its reason and
-        skipped; the consumer keeps going.
+        skipped; the consumer keeps going. A message object (an in-process queue holds the
+        validated models themselves) passes as it is.
         """
         out: list[Delivery] = []
         for item in self.get_raw(max_items, timeout):
+            if isinstance(item.payload, MESSAGE_TYPES):
+                out.append(Delivery(item.delivery_id, item.payload, item.deliveries))
+                continue
             try:
                 message = decode(item.payload)
             except MessageDecodeError as exc:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from ..errors import BrokerError, MessageDecodeError
-from ..messages import AgentResultMessage, PersistClaim, Stop, decode
+from ..errors import BrokerError
 from ..queue_actor import QueueActor
-from .base import AnyMessage, Delivery, MessageBroker, RawItem
-
-_MESSAGE_TYPES = (PersistClaim, AgentResultMessage, Stop)
+from .base import MESSAGE_TYPES, AnyMessage, MessageBroker, RawItem
 
 
 class MemoryBroker(MessageBroker):
@@ -29,24 +26,9 @@ class MemoryBroker(MessageBroker):
         """Queue the message objects themselves: in one process there is no wire to encode for,
         and the models are frozen, so producer and consumer can share them."""
         for message in messages:
-            if not isinstance(message, _MESSAGE_TYPES):
+            if not isinstance(message, MESSAGE_TYPES):
                 raise TypeError(f"not a message: {type(message).__name__}")
         return self._queue.put_batch(list(messages), timeout=self.put_timeout)
-
-    def get_batch(self, max_items: int = 100, timeout: float | None = 0.0) -> list[Delivery]:
-        """Lease messages; text put with ``put_raw`` is validated like any wire payload."""
-        out: list[Delivery] = []
-        for item in self._queue.get_batch(max_items, timeout):
-            if isinstance(item.payload, _MESSAGE_TYPES):
-                out.append(Delivery(item.delivery_id, item.payload, item.deliveries))
-                continue
-            try:
-                message = decode(item.payload)
-            except MessageDecodeError as exc:
-                self._queue.dead_letter(item.delivery_id, exc.reason)
-                continue
-            out.append(Delivery(item.delivery_id, message, item.deliveries))
-        return out
 
     def put_raw(self, payloads: Sequence[str]) -> list[str]:
         """Enqueue payloads, waiting up to ``put_timeout`` for space."""

@@ -443,16 +443,6 @@ class BaseExecutor(abc.ABC):
             text = f"invalid result from worker: {exc}"[:4000]
             return error_result(item.context, text, "InvalidResult", item.started), False
 
-    def describe(self) -> str:
-        """One line naming the executor, broker and store (credentials redacted)."""
-        url = (
-            f" at {redact_url(self.dist.broker_url)}" if self.dist.message_broker == "redis" else ""
-        )
-        return (
-            f"{self.name} executor, {self.dist.message_broker} broker{url}, "
-            f"claims in {self.storage_path}"
-        )
-
 
 def _sleep(seconds: float) -> list[Any]:
     time.sleep(seconds)

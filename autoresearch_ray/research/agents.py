@@ -13,7 +13,7 @@ from ..agents.base import AgentContext
 from ..agents.registry import register_agent
 from ..errors import AgentError
 from ..models import AgentOutput, Claim, ClaimDraft, QueryState, Source
-from .index import CorpusIndex, SearchHit, words
+from .index import CorpusIndex, SearchHit, stems, words
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])|\n\s*\n")
 #: Words that mark a passage as qualifying or contradicting what it is about.
@@ -249,14 +249,6 @@ class FactChecker(_CorpusAgent):
                 )
             )
         return AgentOutput(claims=tuple(claims), summary=f"{len(claims)} claims checked")
-
-
-def stems(text: str) -> list[str]:
-    """Stemmed content words, as the index sees them."""
-    import Stemmer
-
-    stem = Stemmer.Stemmer("english").stemWord
-    return [stem(w) for w in words(text)]
 
 
 def _coverage(terms: set[str], text: str) -> float:

@@ -9,6 +9,7 @@ afterwards ``open_index`` only loads.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import shutil
@@ -177,11 +178,20 @@ class CorpusIndex:
         return hits
 
 
+@functools.cache
 def _stemmer() -> Any:
     import Stemmer
 
     # Snowball stemming: a question says "coroutines" where the docstring says "coroutine".
+    # Built once per process: agents stem every candidate passage of every execution.
     return Stemmer.Stemmer("english").stemWord
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
 
 
 def _tokenizer() -> Any:
@@ -202,10 +212,14 @@ def _index_text(p: Passage) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-case content words of a text, stopwords removed (the tokenizer's list)."""
-    from bm25s.stopwords import STOPWORDS_EN
-
-    stop = set(STOPWORDS_EN)
+    stop = _stopwords()
     return [w for w in _WORD.findall(text.lower()) if w not in stop]
+
+
+def stems(text: str) -> list[str]:
+    """Stemmed content words, as the index sees them."""
+    stem = _stemmer()
+    return [stem(w) for w in words(text)]
 
 
 _OPEN_LOCK = threading.Lock()
