@@ -58,13 +58,15 @@ def resume(db: Path, run_id: str) -> subprocess.CompletedProcess[str]:
 def wait_for_checkpoint(db: Path, run_id: str, loops: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if db.exists():
-            with sqlite3.connect(db) as con:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
                 row = con.execute(
                     "SELECT loops_completed FROM runs WHERE run_id = ?", (run_id,)
                 ).fetchone()
-            if row and row[0] >= loops:
-                return
+        except sqlite3.OperationalError:
+            row = None  # the file exists before the store has created its tables
+        if row and row[0] >= loops:
+            return
         time.sleep(0.05)
     pytest.fail(f"run {run_id} did not checkpoint {loops} loop(s) in {timeout}s")
 
