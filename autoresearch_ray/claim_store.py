@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from . import failpoints
 from .brokers.base import Delivery, MessageBroker
 from .errors import StorageError
 from .messages import AgentResultMessage, PersistClaim, Stop, result_key
@@ -104,7 +105,17 @@ _CHUNK = 500
 class ClaimStore:
     """The single writer of the claims database. Thread-safe: one connection behind a lock."""
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        readonly: bool = False,
+        consume_from: MessageBroker | None = None,
+        batch_size: int = 1000,
+        executor: str = "",
+    ) -> None:
+        """Open (or create) the database at ``path``. With ``consume_from``, start consuming that
+        broker at once: a Ray actor restarted after a crash re-runs its constructor, and so
+        resumes consuming by itself (its unacknowledged batch comes back by redelivery)."""
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
@@ -139,6 +150,8 @@ class ClaimStore:
                 self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open claims database {self.path}: {exc}") from None
+        if consume_from is not None:
+            self.start_consumer(consume_from, batch_size, executor)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -251,7 +264,9 @@ class ClaimStore:
         if not batch:
             return 0
         messages = [d.message for d in batch]
+        failpoints.hit("claim_store.before_commit")
         self.persist(messages)
+        failpoints.hit("claim_store.after_commit")
         # Only after the commit: a crash before this line means redelivery, never loss.
         broker.ack([d.delivery_id for d in batch])
         if any(isinstance(m, Stop) for m in messages):

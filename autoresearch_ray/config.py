@@ -55,7 +55,11 @@ class DistributedConfig(BaseModel):
         default=5, ge=1, description="deliveries before a message goes to the dead-letter list"
     )
     agent_timeout_s: float = Field(default=120.0, gt=0)
-    agent_retries: int = Field(default=2, ge=0, description="re-runs of a task whose worker died")
+    agent_retries: int = Field(
+        default=2,
+        ge=0,
+        description="re-runs of an execution whose worker died or that raised RetryableAgentError",
+    )
     ack_timeout_s: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=1000, ge=1, description="messages per broker round trip")
     worker_pipeline: int = Field(
@@ -203,6 +207,10 @@ def _default_agents() -> list[AgentSpec]:
     ]
 
 
+#: An allowed base for config-supplied paths set by whoever runs the process, not the config.
+ALLOWED_BASE_ENV = "AUTORESEARCH_ALLOWED_BASE"
+
+
 class ConfigModel(BaseModel):
     """A whole run's configuration."""
 
@@ -215,6 +223,13 @@ class ConfigModel(BaseModel):
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     distributed_config: DistributedConfig = Field(default_factory=DistributedConfig)
+    allowed_base: str | None = Field(
+        default=None,
+        description=(
+            "if set, storage.path, corpus.path and corpus.cache_dir must resolve (symlinks "
+            f"followed) inside this directory; {ALLOWED_BASE_ENV} sets one a config cannot lift"
+        ),
+    )
 
     @field_validator("agents")
     @classmethod
@@ -225,6 +240,30 @@ class ConfigModel(BaseModel):
                 raise ValueError(f"agent name {spec.name!r} appears twice; names must be unique")
             seen.add(spec.name)
         return agents
+
+    @model_validator(mode="after")
+    def _check_paths_inside_base(self) -> ConfigModel:
+        # Resolved here, before anything opens them: `..` and symlinks cannot step outside.
+        bases = [b for b in (self.allowed_base, os.environ.get(ALLOWED_BASE_ENV)) if b]
+        if "\x00" in "".join(bases):
+            raise ValueError("allowed_base contains a NUL byte")
+        paths = {
+            "storage.path": self.storage.path,
+            "corpus.path": self.corpus.path,
+            "corpus.cache_dir": self.corpus.cache_dir,
+        }
+        for base in bases:
+            root = Path(base).expanduser().resolve()
+            for key, value in paths.items():
+                if value is None:
+                    continue
+                resolved = Path(value).expanduser().resolve()
+                if not resolved.is_relative_to(root):
+                    raise ValueError(
+                        f"{key} {value!r} resolves to {resolved}, outside the allowed base "
+                        f"{root}; use a path inside it"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check_agent_types(self) -> ConfigModel:

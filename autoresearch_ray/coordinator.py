@@ -28,6 +28,9 @@ from .models import (
 from .synthesis import collect_sources, rank_claims, synthesize_answer
 from .telemetry import RunTelemetry
 
+#: How often a coordinator waiting for acknowledgements checks whether the broker lost messages.
+ACK_POLL_S = 1.0
+
 
 class Coordinator:
     """The state owner of one run at a time."""
@@ -40,18 +43,27 @@ class Coordinator:
         batch_size: int = 1000,
         executor: str = "ray",
         storage_path: str = "",
+        republish_after_s: float = 60.0,
     ) -> None:
+        """``republish_after_s``: how long acknowledgements may stall before the unacknowledged
+        messages are published again (the executor passes twice the broker lease)."""
         self.broker = broker
         self.store = store
         self.ack_timeout_s = ack_timeout_s
         self.batch_size = batch_size
         self.executor = executor
         self.storage_path = storage_path
+        self.republish_after_s = republish_after_s
+        self.republished = 0
         self.state: QueryState | None = None
         self._agent_order: dict[str, int] = {}
         self._loop_records: list[AgentRecord] = []
         self._loop_claims: dict[str, list[Claim]] = {}
         self._awaiting: list[str] = []
+        # Published, not yet acknowledged, by message id: what is republished if the broker
+        # lost them (a restarted queue actor, a Redis without persistence).
+        self._outbox: dict[str, PersistClaim | AgentResultMessage] = {}
+        self._incarnation: str | None = None
         self._started = 0.0
         self.telemetry = RunTelemetry(executor, broker.name)
 
@@ -74,6 +86,7 @@ class Coordinator:
         else:
             self.state = QueryState(run_id=run_id, query=query, loop=0, loops=loops)
         self._agent_order = {name: i for i, name in enumerate(agents)}
+        self.republished = 0
         self._reset_loop()
         self._started = time.time()
         return self.state.model_dump(mode="json")
@@ -85,10 +98,14 @@ class Coordinator:
         round trip publishes all their claims now; they are merged into the state at loop end."""
         records = [self._record(r, sub, rec) for r, sub, rec in results]
         messages = [m for _, batch in records for m in batch]
-        # Publishing as results arrive overlaps persistence with the loop's slower agents.
-        for start in range(0, len(messages), self.batch_size):
-            self.broker.publish_batch(messages[start : start + self.batch_size])
+        if self._incarnation is None:
+            # Taken before publishing: a broker re-created after this is noticed, whenever.
+            self._incarnation = self.broker.incarnation()
+        for message in messages:
+            self._outbox[message.message_id] = message
         self._awaiting.extend(m.message_id for m in messages)
+        # Publishing as results arrive overlaps persistence with the loop's slower agents.
+        self._publish(messages)
         return [record.model_dump(mode="json") for record, _ in records]
 
     def _record(
@@ -141,9 +158,7 @@ class Coordinator:
     def finish_loop(self, loop: int) -> dict[str, Any]:
         """Wait for every acknowledgement of the loop, merge, checkpoint; returns the next state."""
         state = self._require_state()
-        missing = resolve(
-            self.store.wait_for.remote(state.run_id, loop, self._awaiting, self.ack_timeout_s)
-        )
+        missing = self._await_acks(loop)
         if missing:
             why = resolve(self.store.consumer_error.remote())
             raise AckTimeout(
@@ -187,6 +202,7 @@ class Coordinator:
             executor=self.executor,
             message_broker=self.broker.name,
             nodes=tuple(sorted({r.node_id for r in state.records if r.node_id})),
+            republished=self.republished,
         )
         response = QueryResponse(
             run_id=state.run_id,
@@ -207,9 +223,7 @@ class Coordinator:
         """Wait for the acknowledgements of an unfinished loop without checkpointing it (a stop
         mid-loop keeps every claim that was produced); returns how many are still missing."""
         state = self._require_state()
-        missing = resolve(
-            self.store.wait_for.remote(state.run_id, loop, self._awaiting, self.ack_timeout_s)
-        )
+        missing = self._await_acks(loop)
         resolve(self.store.finish_run.remote(state.run_id, "interrupted", None))
         self._reset_loop()
         return len(missing)
@@ -223,10 +237,43 @@ class Coordinator:
         """Liveness check used by hosts."""
         return True
 
+    def _publish(self, messages: list[PersistClaim | AgentResultMessage]) -> None:
+        for start in range(0, len(messages), self.batch_size):
+            self.broker.publish_batch(messages[start : start + self.batch_size])
+
+    def _await_acks(self, loop: int) -> list[str]:
+        """Wait up to ``ack_timeout_s`` for the loop's acknowledgements; returns the missing ids.
+
+        Waits in slices of ``ACK_POLL_S``. Between slices, if the broker is a new incarnation
+        (it lost what it held) or no acknowledgement arrived for ``republish_after_s``, the
+        messages still missing are published again; the store's upsert makes that harmless.
+        """
+        state = self._require_state()
+        deadline = time.monotonic() + self.ack_timeout_s
+        waiting = list(self._awaiting)
+        last_progress = time.monotonic()
+        while True:
+            remaining = deadline - time.monotonic()
+            slice_s = max(0.0, min(ACK_POLL_S, remaining))
+            missing = resolve(self.store.wait_for.remote(state.run_id, loop, waiting, slice_s))
+            if not missing or remaining <= ACK_POLL_S:
+                return list(missing)
+            now = time.monotonic()
+            if len(missing) < len(waiting):
+                last_progress = now
+            waiting = missing
+            incarnation = self.broker.incarnation()
+            if incarnation != self._incarnation or now - last_progress >= self.republish_after_s:
+                self._publish([self._outbox[m] for m in missing if m in self._outbox])
+                self.republished += len(missing)
+                self._incarnation, last_progress = incarnation, now
+
     def _reset_loop(self) -> None:
         self._loop_records = []
         self._loop_claims = {}
         self._awaiting = []
+        self._outbox = {}
+        self._incarnation = None
 
     def _require_state(self) -> QueryState:
         if self.state is None:

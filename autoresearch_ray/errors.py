@@ -58,6 +58,12 @@ class AgentError(AutoresearchError):
     """An agent failed; recorded in the response rather than raised by ``run_query``."""
 
 
+class RetryableAgentError(AgentError):
+    """Raised by an agent for a transient failure (a timeout of a service it calls, say): the
+    execution is run again, up to ``agent_retries`` times, before it counts as an error. Any
+    other exception is recorded at once."""
+
+
 class StorageError(AutoresearchError):
     """The claim store could not read or write its database."""
 

@@ -100,6 +100,7 @@ class AgentResult(BaseModel):
     pid: int | None = None
     node_id: str | None = None
     attempt: int = 1
+    retryable: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -171,6 +172,9 @@ class RunMetrics(BaseModel):
     executor: str
     message_broker: str
     nodes: tuple[str, ...] = ()
+    republished: int = Field(
+        default=0, description="messages published again after the broker lost or stalled them"
+    )
 
 
 class QueryResponse(BaseModel):

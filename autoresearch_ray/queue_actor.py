@@ -12,10 +12,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import failpoints
 from .errors import QueueFull
 
 
@@ -74,6 +76,9 @@ class QueueActor:
         self.maxsize = maxsize
         self.lease_seconds = lease_seconds
         self.max_deliveries = max_deliveries
+        # Delivery ids carry this incarnation's id: after a restart (Ray restarts a dead queue
+        # actor) a late ack for an id of the old incarnation must not match a new message.
+        self._incarnation = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self._entries: dict[str, _Entry] = {}
         self._ready: deque[str] = deque()
@@ -108,7 +113,7 @@ class QueueActor:
                         exc.accepted = ids  # type: ignore[attr-defined]
                         raise exc
                     self._not_full.wait(remaining)
-                delivery_id = str(next(self._ids))
+                delivery_id = f"{self._incarnation}-{next(self._ids)}"
                 self._entries[delivery_id] = _Entry(payload)
                 self._ready.append(delivery_id)
                 ids.append(delivery_id)
@@ -134,6 +139,8 @@ class QueueActor:
                 if remaining is not None:
                     wait = remaining if wait is None else min(wait, remaining)
                 self._not_empty.wait(wait)
+            if self._ready:
+                failpoints.hit("queue.before_get")
             out: list[RawDelivery] = []
             lease_end = time.monotonic() + self.lease_seconds
             while self._ready and len(out) < max_items:
@@ -218,6 +225,10 @@ class QueueActor:
     def ping(self) -> bool:
         """Liveness check used by hosts."""
         return True
+
+    def incarnation(self) -> str:
+        """An id that changes when this queue is re-created (and so lost what it held)."""
+        return self._incarnation
 
     # Called with the lock held.
     def _expire_leases(self) -> None:

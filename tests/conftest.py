@@ -40,38 +40,42 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(proc)
+
+
+def start_redis(port: int, workdir: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A redis-server on 127.0.0.1:``port`` keeping its files in ``workdir``; waits until it
+    listens. Extra ``args`` are server options (``--appendonly yes``...)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("REDIS_URL is not set and redis-server is not installed")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
+    if "--appendonly" not in args:
+        options += ["--appendonly", "no"]
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [binary, *options, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         _wait_for_port(port, proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a process we started, by its pid; kill it if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -126,3 +130,13 @@ def make_config(tmp_path: Path, *overrides: str, base: str | None = None) -> Con
         path,
         [f"storage.path={tmp_path / 'claims.db'}", f"corpus.cache_dir={INDEX_CACHE}", *overrides],
     )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print each scenario's ledger line (scenario, messages, lost, duplicated, ...)."""
+    from .ledger import REPORT
+
+    if REPORT:
+        terminalreporter.section("fault-injection ledger")
+        for line in REPORT:
+            terminalreporter.write_line(line)

@@ -69,7 +69,7 @@ def test_storage_path_is_resolved_absolute(tmp_path: Path, monkeypatch: pytest.M
             [
                 "mesage_broker: unknown key",
                 "did you mean 'message_broker'",
-                "allowed keys: agents, corpus, distributed_config",
+                "allowed keys: agents, allowed_base, corpus, distributed_config",
             ],
         ),
         (
@@ -175,3 +175,37 @@ def test_credentials_are_redacted_in_errors() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, [f"broker_url={url}", "loops=x"])
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["storage.path", "corpus.path", "corpus.cache_dir"])
+def test_a_nul_byte_in_any_configured_path_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match="NUL"):
+        load_config(None, [f"{key}=data\x00/../../etc/passwd"])
+
+
+def test_paths_must_stay_inside_the_allowed_base(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    (base / "data").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (base / "escape").symlink_to(outside)
+    inside = [f"allowed_base={base}", f"corpus.cache_dir={base / 'cache'}"]
+    cfg = load_config(None, [*inside, f"storage.path={base / 'data' / 'claims.db'}"])
+    assert cfg.storage.resolved() == base / "data" / "claims.db"
+    for escaping in (base / ".." / "outside" / "claims.db", base / "escape" / "claims.db"):
+        with pytest.raises(ConfigError, match=r"storage.path .* outside the allowed base"):
+            load_config(None, [*inside, f"storage.path={escaping}"])
+    with pytest.raises(ConfigError, match=r"corpus\.path"):
+        load_config(None, [*inside, f"corpus.path={outside}"])
+
+
+def test_the_operator_s_base_cannot_be_lifted_by_a_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoresearch_ray.config import ALLOWED_BASE_ENV
+
+    monkeypatch.setenv(ALLOWED_BASE_ENV, str(tmp_path / "jail"))
+    elsewhere = [f"allowed_base={tmp_path}", f"corpus.cache_dir={tmp_path / 'jail'}"]
+    with pytest.raises(ConfigError, match="outside the allowed base"):
+        load_config(None, [*elsewhere, f"storage.path={tmp_path / 'claims.db'}"])
+    load_config(None, [*elsewhere, f"storage.path={tmp_path / 'jail' / 'claims.db'}"])

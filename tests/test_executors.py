@@ -193,28 +193,6 @@ def test_unknown_callback_is_bad_input(tmp_path: Path) -> None:
         ex.run_query("q", callbacks={"on_cycle_ends": print})
 
 
-@pytest.mark.parametrize("executor", ["ray", "process"])
-def test_a_worker_killed_mid_task_is_run_again_and_stored_once(
-    request: pytest.FixtureRequest, tmp_path: Path, executor: str
-) -> None:
-    broker = "ray" if executor == "ray" else "memory"
-    agents = (
-        f"agents=[{{name: crasher, type: crash, params: {{marker_dir: '{tmp_path / 'marks'}'}}}}, "
-        "{name: steady, type: claims}]"
-    )
-    cfg = config_for(request, tmp_path, executor, broker, "loops=2", agents)
-    with get_executor(cfg) as ex:
-        response = ex.run_query("q", run_id=f"crash-{executor}")
-    assert response.metrics.agent_errors == 0, response.errors
-    assert len(list((tmp_path / "marks").iterdir())) == 2  # it really died once per loop
-    assert {(c.loop, c.agent) for c in response.claims} == {
-        (loop, agent) for loop in (0, 1) for agent in ("crasher", "steady")
-    }
-    stored = stored_ids(cfg, f"crash-{executor}")
-    assert stored == sorted(c.claim_id for c in response.claims)
-    assert len(stored) == len(set(stored)) == 8
-
-
 def test_resume_continues_after_the_last_checkpoint(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

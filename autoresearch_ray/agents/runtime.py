@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..config import AgentSpec
+from ..errors import RetryableAgentError
 from ..models import AgentOutput, AgentResult, QueryState
 from .base import AgentContext
 from .registry import resolve_agent_type
@@ -58,6 +59,7 @@ def execute_agent(
             error_type=type(exc).__name__,
             started_at=started,
             finished_at=time.time(),
+            retryable=isinstance(exc, RetryableAgentError),
         ).model_dump(mode="json")
     return AgentResult(
         **base, status="ok", output=output, started_at=started, finished_at=time.time()

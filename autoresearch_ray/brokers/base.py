@@ -145,6 +145,11 @@ class MessageBroker(abc.ABC):
         """Counters: ``ready``, ``in_flight``, ``dead``, ``redelivered``."""
 
     @abc.abstractmethod
+    def incarnation(self) -> str:
+        """An id of the server or actor holding the messages; it changes when that was
+        re-created, so a publisher knows unacknowledged messages may be gone and republishes."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections and actors this broker owns; idempotent."""
 

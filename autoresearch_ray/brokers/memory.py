@@ -61,6 +61,10 @@ class MemoryBroker(MessageBroker):
         """Queue counters."""
         return self._queue.stats()
 
+    def incarnation(self) -> str:
+        """The in-process queue's id (it lives and dies with this process)."""
+        return self._queue.incarnation()
+
     def close(self) -> None:
         """Wake any blocked consumer."""
         self._queue.close()

@@ -35,7 +35,15 @@ class RayBroker(MessageBroker):
             raise BrokerError("the ray broker needs a running Ray (ray.init) in this process")
         self._owned = actor is None
         if actor is None:
-            options = {"num_cpus": 0, "max_concurrency": 32, "max_restarts": 0}
+            # Restarted if it dies, and calls in flight are retried on the new one (puts and
+            # acks are idempotent for the store); what it held is republished by the coordinator,
+            # which sees the new incarnation.
+            options = {
+                "num_cpus": 0,
+                "max_concurrency": 32,
+                "max_restarts": -1,
+                "max_task_retries": -1,
+            }
             options.update(actor_options or {})
             actor = (
                 ray.remote(QueueActor)
@@ -95,6 +103,12 @@ class RayBroker(MessageBroker):
         import ray
 
         return dict(ray.get(self.actor.stats.remote()))
+
+    def incarnation(self) -> str:
+        """The queue actor's incarnation (new after Ray restarted it)."""
+        import ray
+
+        return str(ray.get(self.actor.incarnation.remote()))
 
     def close(self) -> None:
         """Kill the queue actor if this broker created it; a borrowed actor is left running."""

@@ -239,6 +239,13 @@ class RedisBroker(MessageBroker):
             "redelivered": int(redelivered or 0),
         }
 
+    def incarnation(self) -> str:
+        """The server's ``run_id``: new after every restart of redis-server. Without AOF a
+        restart loses the stream; with it, republishing what is unacknowledged costs only
+        duplicates, which the claim store absorbs."""
+        info = self._call(self._redis.info, "server")
+        return str(info.get("run_id", ""))
+
     def purge(self) -> None:
         """Delete every key of this namespace (tests, ``dlq drop``)."""
         self._call(self._redis.delete, *self.keys.all())

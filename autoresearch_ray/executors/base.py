@@ -154,12 +154,15 @@ class BaseExecutor(abc.ABC):
             self.store = self._host.spawn(
                 ClaimStore,
                 self.storage_path,
+                False,
+                self.broker,
+                self.dist.batch_size,
+                self.name,
                 name="claim-store",
                 max_concurrency=8,
                 options=self._actor_options("claim_store"),
             )
             resolve(self.store.ping.remote())
-            resolve(self.store.start_consumer.remote(self.broker, self.dist.batch_size, self.name))
             self.coordinator = self._host.spawn(
                 Coordinator,
                 self.broker,
@@ -168,6 +171,7 @@ class BaseExecutor(abc.ABC):
                 self.dist.batch_size,
                 self.name,
                 self.storage_path,
+                2 * self.dist.lease_seconds,
                 name="coordinator",
                 options=self._actor_options("coordinator"),
             )
@@ -359,8 +363,9 @@ class BaseExecutor(abc.ABC):
             wake = [deadlines[0][0]] if deadlines else []
             if unstarted:  # poll, so a deadline is set soon after each one starts
                 wake.append(now + 0.05)
-            if waiting and self._has_capacity():
-                wake.append(t0 + waiting[-1][0])
+            if waiting:
+                # Due soon, or (no worker free: all busy or restarting) look again shortly.
+                wake.append(t0 + waiting[-1][0] if self._has_capacity() else now + 0.05)
             if buffered:
                 wake.append(last_delivery + DELIVERY_LINGER_S)
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else 0.0
@@ -374,10 +379,12 @@ class BaseExecutor(abc.ABC):
                 item.received = time.time()
                 self._release(future)
                 result, lost = self._result_of(future, item)
-                if lost and item.context.attempt <= self.dist.agent_retries:
-                    # The worker died under it: run it again, as it never reported back.
+                if (lost or result.retryable) and item.context.attempt <= self.dist.agent_retries:
+                    # The worker died under it, or the agent said the failure is transient: run
+                    # it again. Its claims were never published, so nothing is stored twice.
                     log.warning(
-                        "worker lost running %s (attempt %d); retrying",
+                        "%s running %s (attempt %d); retrying",
+                        "worker lost" if lost else f"retryable error ({result.error})",
                         item.spec.name,
                         item.context.attempt,
                     )

@@ -40,6 +40,11 @@ class RayExecutor(BaseExecutor):
         # only the first may be running.
         self._queues: list[deque[Any]] = []
         self._placed: dict[Any, int] = {}
+        # Workers that died and are being restarted, with a ping that completes once the new
+        # incarnation is up: nothing is sent to them meanwhile, so work lost with a node goes to
+        # the workers that are left rather than waiting for one that may never be placed again.
+        self._probes: dict[int, Any] = {}
+        self._by_actor_id: dict[str, int] = {}
 
     def _start_runtime(self) -> Host:
         import ray
@@ -75,6 +80,32 @@ class RayExecutor(BaseExecutor):
         self._start_workers()
         return RayHost()
 
+    def _pinned(self) -> dict[str, Any]:
+        """Scheduling that keeps a backbone actor on the driver's node: the head node for
+        `ray job submit` and `ray submit` (their drivers run there), so the SQLite file is
+        on the node where the driver and the CLI can read it."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = ray.get_runtime_context().get_node_id()
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
+
+    def _actor_options(self, role: str) -> dict[str, Any]:
+        options = self._pinned()
+        if role == "claim_store":
+            # Restarted after a crash; its constructor resumes consuming, and calls in flight
+            # (all idempotent: upserts, reads, waits) are retried on the new incarnation.
+            options.update(max_restarts=-1, max_task_retries=-1)
+        # The coordinator is not restarted: its in-memory loop state would be gone. A lost
+        # coordinator fails the run, which `--resume` continues from its last checkpoint.
+        return options
+
+    def _broker_options(self) -> dict[str, Any]:
+        options = super()._broker_options()
+        if self.dist.message_broker == "ray":
+            options["actor_options"] = self._pinned()
+        return options
+
     def _start_workers(self) -> None:
         import ray
 
@@ -90,6 +121,25 @@ class RayExecutor(BaseExecutor):
         self._workers = [ray.remote(AgentWorker).options(**options).remote() for _ in range(count)]
         ray.get([w.ping.remote() for w in self._workers])
         self._queues = [deque() for _ in range(count)]
+        self._by_actor_id = {w._actor_id.hex(): i for i, w in enumerate(self._workers)}
+
+    def _live(self) -> list[int]:
+        """Indexes of workers that are up (a restarted one rejoins once its ping returns)."""
+        import ray
+
+        if self._probes:
+            ready, _ = ray.wait(
+                list(self._probes.values()), num_returns=len(self._probes), timeout=0
+            )
+            done = set(ready)
+            for index, probe in list(self._probes.items()):
+                if probe in done:
+                    try:
+                        ray.get(probe)
+                        del self._probes[index]
+                    except Exception:  # died again while restarting: keep probing
+                        self._probes[index] = self._workers[index].ping.remote()
+        return [i for i in range(len(self._workers)) if i not in self._probes]
 
     def _share_index(self, index: Any, directory: str) -> Any:
         import ray
@@ -106,10 +156,11 @@ class RayExecutor(BaseExecutor):
         return [ray.put(state_json)]
 
     def _has_capacity(self) -> bool:
-        return min(len(q) for q in self._queues) < self.dist.worker_pipeline
+        live = self._live()
+        return bool(live) and min(len(self._queues[i]) for i in live) < self.dist.worker_pipeline
 
     def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
-        index = min(range(len(self._workers)), key=lambda i: len(self._queues[i]))
+        index = min(self._live() or range(len(self._workers)), key=lambda i: len(self._queues[i]))
         future = self._workers[index].execute.remote(spec, state, context)
         self._queues[index].append(future)
         self._placed[future] = index
@@ -133,7 +184,7 @@ class RayExecutor(BaseExecutor):
     def _is_worker_loss(self, exc: BaseException) -> bool:
         import ray
 
-        return isinstance(
+        lost = isinstance(
             exc,
             (
                 ray.exceptions.RayActorError,
@@ -141,6 +192,13 @@ class RayExecutor(BaseExecutor):
                 ray.exceptions.ObjectLostError,
             ),
         )
+        if lost:
+            index = self._by_actor_id.get(str(getattr(exc, "actor_id", None) or ""))
+            suspects = [index] if index is not None else range(len(self._workers))
+            for i in suspects:
+                if i not in self._probes:
+                    self._probes[i] = self._workers[i].ping.remote()
+        return lost
 
     def _cancel(self, future: Any) -> None:
         import ray
@@ -167,6 +225,7 @@ class RayExecutor(BaseExecutor):
             except Exception:  # gone already
                 pass
         self._workers = []
+        self._probes = {}
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
