@@ -47,6 +47,15 @@ class DistributedConfig(BaseModel):
     )
     num_cpus: int = Field(default=2, ge=1, description="CPUs of a local Ray / size of the pool")
     agent_num_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved per agent task")
+    agent_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "AgentWorker actors (ray executor); null: the cluster's CPUs at start divided by "
+            "agent_num_cpus. More than fit makes an autoscaling cluster add nodes; each worker "
+            "joins as soon as it is placed"
+        ),
+    )
     queue_size: int = Field(default=100_000, ge=1, description="capacity of the in-process queues")
     lease_seconds: float = Field(
         default=30.0, gt=0, description="an unacknowledged message is delivered again after this"

@@ -110,7 +110,7 @@ class RayExecutor(BaseExecutor):
         import ray
 
         cpus = float(ray.cluster_resources().get("CPU", self.dist.num_cpus))
-        count = max(1, int(cpus // self.dist.agent_num_cpus))
+        count = self.dist.agent_workers or max(1, int(cpus // self.dist.agent_num_cpus))
         options = {
             "num_cpus": self.dist.agent_num_cpus,
             # A worker that dies is restarted by Ray; the loop re-runs what it was running.
@@ -119,9 +119,21 @@ class RayExecutor(BaseExecutor):
             "scheduling_strategy": "SPREAD",
         }
         self._workers = [ray.remote(AgentWorker).options(**options).remote() for _ in range(count)]
-        ray.get([w.ping.remote() for w in self._workers])
         self._queues = [deque() for _ in range(count)]
         self._by_actor_id = {w._actor_id.hex(): i for i, w in enumerate(self._workers)}
+        # Every worker starts as "not yet up"; it takes work once its ping returns. Waiting for
+        # the first only: on an autoscaling cluster the rest may wait for nodes being added.
+        self._probes = {i: w.ping.remote() for i, w in enumerate(self._workers)}
+        ready, _ = ray.wait(
+            list(self._probes.values()), num_returns=1, timeout=self.dist.agent_timeout_s
+        )
+        if not ready:
+            raise ExecutorError(
+                f"no agent worker could be placed within {self.dist.agent_timeout_s}s: each asks "
+                f"for agent_num_cpus={self.dist.agent_num_cpus} CPU and the cluster has "
+                f"{cpus:g}; lower agent_num_cpus or add nodes"
+            )
+        self._live()
 
     def _live(self) -> list[int]:
         """Indexes of workers that are up (a restarted one rejoins once its ping returns)."""
