@@ -72,10 +72,17 @@ def row(
     }
 
 
-def _local_ray() -> None:
-    """A private local Ray on loopback, as the executors start one."""
+#: A Ray cluster to join (``--address``); None starts a private local Ray for each benchmark.
+ADDRESS: str | None = None
+
+
+def _start_ray() -> None:
+    """Join ``ADDRESS``, or start a private local Ray on loopback as the executors do."""
     import ray
 
+    if ADDRESS:
+        ray.init(address=ADDRESS, logging_level="warning")
+        return
     ray.init(
         address="local",
         num_cpus=2,
@@ -111,7 +118,7 @@ def make_claims(n: int, run: str = "bench") -> list[PersistClaim]:
 
 
 def bench_seed_sim(quick: bool) -> list[Row]:
-    r = run_batch(SimParams(executor="ray", repeat=3 if quick else 5))
+    r = run_batch(SimParams(executor="ray", repeat=3 if quick else 5, address=ADDRESS))
     share_t, share_l = r["share_of_limit"]["throughput"], r["share_of_limit"]["latency"]
     return [
         row(
@@ -200,7 +207,7 @@ def bench_agents_ray(quick: bool) -> list[Row]:
     import ray
 
     loops, agents = (3, 100) if quick else (5, 200)
-    _local_ray()
+    _start_ray()
     try:
         raw = _raw_ray_per_s(loops, agents)
         ours = _ours_executions_per_s("ray", loops, agents)
@@ -290,7 +297,7 @@ def bench_claims_ray(quick: bool) -> list[Row]:
     from ray.util.queue import Queue
 
     messages = make_claims(20_000 if quick else 100_000)
-    _local_ray()
+    _start_ray()
     try:
         q = Queue()
         n = 500
@@ -345,7 +352,7 @@ def bench_claims_redis(quick: bool, url: str) -> list[Row]:
         broker = get_message_broker("redis", url, namespace=ns)
         import ray
 
-        _local_ray()
+        _start_ray()
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 ours = _end_to_end(broker, messages, 1000, Path(tmp) / "c.db", RayHost())
@@ -502,7 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller sizes")
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHES)}")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument(
+        "--address", default=None, help="Ray cluster to join (e.g. auto); default: a local Ray"
+    )
     ns = p.parse_args(argv)
+    global ADDRESS
+    ADDRESS = ns.address
     names = [n for n in ns.only.split(",") if n] or list(BENCHES)
     unknown = sorted(set(names) - set(BENCHES))
     if unknown:

@@ -145,3 +145,45 @@ def test_benchmark_quick_rows(tmp_path: Path) -> None:
     assert [r["figure"].split(" ")[0] for r in rows] == ["ClaimStore.persist", "claims"]
     assert all(r["value"] > 0 for r in rows)
     assert rows[0]["baseline_value"] > 0
+
+
+@pytest.mark.slow
+def test_scale_out_runs_the_simulation_on_loopback_clusters(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "scale_out.py"),
+            "--nodes",
+            "1,2",
+            "--tasks",
+            "8",
+            "--task-time",
+            "0.1",
+            "--repeat",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table, _, data = done.stdout.partition("\n{")
+    assert "| worker nodes | tasks/s | limit |" in table
+    rows = json.loads("{" + data)["rows"]
+    assert [r["nodes"] for r in rows] == [1, 2]
+    assert [r["limit"] for r in rows] == [10.0, 20.0]  # d + ceil(n/w)·t with d = 0
+    assert all(0 < r["share"] <= 1.05 for r in rows)
+
+
+def test_scale_out_refuses_bad_node_counts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "scale_out.py"), "--nodes", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2 and "at least 1" in done.stderr
