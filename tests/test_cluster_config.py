@@ -71,3 +71,20 @@ def test_the_cluster_application_config_joins_and_pins_nothing_local() -> None:
     assert cfg.distributed_config.address == "auto"
     assert cfg.storage.resolved().is_absolute()
     assert [a.type for a in cfg.agents] == ["synthesizer", "contrarian", "fact_checker"]
+
+
+def test_the_ssh_local_variant_passes_validation_once_filled_in() -> None:
+    import re
+
+    template = (CONFIGS / "cluster.ssh-local.yaml").read_text()
+    names = set(re.findall(r"\$\{([A-Z_]+)\}", template))
+    assert {"SSH_USER", "SSH_KEY", "SSH_PORT", "REPO", "GCS_PORT", "TEMP_DIR"} <= names
+    sample = {"SSH_USER": "ray", "SSH_KEY": "/k", "REPO": "/repo", "TEMP_DIR": "/tmp/ar"}
+    filled = re.sub(r"\$\{([A-Z_]+)\}", lambda m: sample.get(m[1], "6380"), template)
+    config = yaml.safe_load(filled)
+    assert config["provider"] == {"type": "local", "head_ip": "127.0.0.1", "worker_ips": []}
+    start = " ".join(config["head_start_ray_commands"])
+    assert "ray stop" not in start and "--dashboard-host=127.0.0.1" in start
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(config))
