@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -233,6 +234,62 @@ def test_ray_up_submit_down_over_ssh(ssh_host: LoopbackSSH, tmp_path: Path) -> N
                 "SELECT COUNT(*), COUNT(DISTINCT claim_id) FROM claims WHERE run_id = 'over-ssh'"
             ).fetchone()
         assert rows == distinct == 6
+
+        # docs/cluster.md's ways to get at results: the CLI on the head through `ray exec`, and
+        # the database fetched with `ray rsync-down` and read here.
+        remote = ray("exec", str(cluster), f"autoresearch-ray runs storage.path={db}")
+        assert remote.returncode == 0 and "over-ssh" in remote.stdout, remote.stderr[-2000:]
+        local_db = tmp_path / "fetched.db"
+        fetched = ray("rsync-down", str(cluster), str(db), str(local_db))
+        assert fetched.returncode == 0, fetched.stderr[-2000:]
+        listed = subprocess.run(
+            [str(BIN / "autoresearch-ray"), "claims", "over-ssh", f"storage.path={local_db}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0 and "a claim 0 on" in listed.stdout, listed.stderr
+
+        # The dashboard through `ray dashboard`'s SSH tunnel, and a job submitted through it.
+        local_port = free_port()
+        tunnel = subprocess.Popen(
+            [
+                *(str(BIN / "ray"), "dashboard", "-p", str(local_port)),
+                *("--remote-port", str(values["DASHBOARD_PORT"]), str(cluster)),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(local_port)
+            job = ray(
+                "job",
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{local_port}",
+                "--working-dir",
+                str(REPO),
+                "--",
+                "autoresearch-ray",
+                "run",
+                "configs/cluster.yaml",
+                "a job through the tunnel",
+                "--run-id=via-tunnel",
+                f"address=127.0.0.1:{values['GCS_PORT']}",
+                f"storage.path={db}",
+                "loops=1",
+                "agents=[{name: a, type: claims, params: {count: 3}}]",
+            )
+            assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        finally:
+            _stop_tree(tunnel)
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            (count,) = con.execute(
+                "SELECT COUNT(*) FROM claims WHERE run_id = 'via-tunnel'"
+            ).fetchone()
+        assert count == 3
     finally:
         down = ray("down", "-y", str(cluster))
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -261,3 +318,29 @@ def _ray_processes(uid: int) -> list[str]:
         if "raylet" in cmdline or "gcs_server" in cmdline:
             names.append(cmdline[:80])
     return names
+
+
+def _wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process we started and everything below it (the ssh of a tunnel), by pid."""
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
