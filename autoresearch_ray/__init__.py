@@ -7,7 +7,7 @@
 
 from .brokers import get_message_broker
 from .config import ConfigModel, DistributedConfig, load_config
-from .errors import AutoresearchError, BadInputError, ConfigError
+from .errors import AutoresearchError, BadInputError, ConfigError, RetryableAgentError
 from .executors import LocalExecutor, ProcessExecutor, RayExecutor, RunCallbacks, get_executor
 from .models import Claim, QueryResponse, QueryState
 
@@ -23,6 +23,7 @@ __all__ = [
     "QueryResponse",
     "QueryState",
     "RayExecutor",
+    "RetryableAgentError",
     "RunCallbacks",
     "get_executor",
     "get_message_broker",

@@ -156,8 +156,9 @@ def test_queue_actor_killed_with_messages_buffered(points: Path, tmp_path: Path)
     cfg = config(tmp_path, "ray", "ray", "loops=3", agents(log))
     response, _ = run_and_check("queue actor killed holding messages", cfg, log, "queue-kill")
     assert failpoints.fired(points, "queue.before_get"), "the queue actor was never killed"
-    # Its messages were gone with it: only the coordinator's republishing brought them back.
-    assert response.metrics.republished > 0
+    # What it held was gone with it. Two paths bring messages back: a put whose reply the dead
+    # actor never sent is retried by Ray on the new incarnation, and everything else still
+    # unacknowledged is republished by the coordinator (metrics.republished, in the ledger line).
     assert len(response.claims) == 3 * 4 * 25
 
 

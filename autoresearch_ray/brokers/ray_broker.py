@@ -7,6 +7,7 @@ handed to other actors (the claim store consumes from the same queue).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,8 @@ from .base import MessageBroker, RawItem
 
 
 class RayBroker(MessageBroker):
-    """A broker over a ``QueueActor`` Ray actor. Creates (and then owns) one if none is given."""
+    """A broker over a ``QueueActor`` Ray actor. Creates (and then owns) one if none is given;
+    ``actor`` may be a handle or the name of one."""
 
     name = "ray"
 
@@ -34,17 +36,25 @@ class RayBroker(MessageBroker):
         if not ray.is_initialized():
             raise BrokerError("the ray broker needs a running Ray (ray.init) in this process")
         self._owned = actor is None
+        self.actor_name: str | None = None
+        if isinstance(actor, str):  # a queue another broker created, by its name
+            self.actor_name, actor = actor, ray.get_actor(actor)
         if actor is None:
+            # Named, so copies of this broker (in the claim store's constructor, say) refer to
+            # it by a string: an actor restarted by Ray re-runs its constructor from its
+            # arguments, and an argument holding an actor handle is kept in the object store,
+            # where Ray cannot promise it survives (ray-project/ray#53727).
+            self.actor_name = f"autoresearch-queue-{uuid.uuid4().hex[:12]}"
             # Restarted if it dies, and calls in flight are retried on the new one (puts and
             # acks are idempotent for the store); what it held is republished by the coordinator,
             # which sees the new incarnation.
-            options = {
+            options: dict[str, Any] = {
                 "num_cpus": 0,
                 "max_concurrency": 32,
                 "max_restarts": -1,
                 "max_task_retries": -1,
             }
-            options.update(actor_options or {})
+            options.update(actor_options or {}, name=self.actor_name)
             actor = (
                 ray.remote(QueueActor)
                 .options(**options)
@@ -122,8 +132,9 @@ class RayBroker(MessageBroker):
             self.actor = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # A copy in another process borrows the actor; only the creator kills it.
-        return (_borrow, (self.actor,))
+        # A copy in another process borrows the actor (by name when it has one); only the
+        # creator kills it.
+        return (_borrow, (self.actor_name or self.actor,))
 
 
 def _borrow(actor: Any) -> RayBroker:
