@@ -4,6 +4,7 @@ test module, and config helpers. Everything binds to 127.0.0.1 and is stopped by
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -68,14 +69,33 @@ def start_redis(port: int, workdir: Path, *args: str) -> subprocess.Popen[bytes]
     return proc
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate a process we started, by its pid; kill it if it lingers."""
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Stop a process we started and every process below it, by pid: SIGTERM, then SIGKILL for
+    whatever is left after ``timeout`` (children are listed first: they outlive a dead parent)."""
+    import psutil
+
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    kill_processes(tree, timeout)
+
+
+def kill_processes(processes: list[Any], timeout: float = 10) -> None:
+    """Wait up to ``timeout`` for these ``psutil.Process``es to exit, then SIGKILL the rest."""
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=timeout)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -104,9 +124,8 @@ def redis_namespace(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """One private local Ray for the module: 2 CPUs, loopback only, no dashboard."""
+def start_local_ray(**options: Any) -> None:
+    """A private local Ray: 2 CPUs, loopback only, no dashboard, a namespace of its own."""
     import ray
 
     if ray.is_initialized():
@@ -118,9 +137,27 @@ def ray_local() -> Iterator[Any]:
         _node_ip_address="127.0.0.1",
         namespace=f"tests-{uuid.uuid4().hex[:6]}",
         log_to_driver=False,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    """One private local Ray for the module (see ``start_local_ray``)."""
+    import ray
+
+    start_local_ray()
     yield ray
     ray.shutdown()
+
+
+def job_submit_command(dashboard: str, *run_args: str) -> list[str]:
+    """docs/cluster.md's `ray job submit ... -- autoresearch-ray run configs/cluster.yaml ...`."""
+    import sys
+
+    ray = str(Path(sys.executable).parent / "ray")
+    submit = [ray, "job", "submit", "--address", dashboard, "--working-dir", str(REPO), "--"]
+    return [*submit, "autoresearch-ray", "run", "configs/cluster.yaml", *run_args]
 
 
 def make_config(tmp_path: Path, *overrides: str, base: str | None = None) -> ConfigModel:

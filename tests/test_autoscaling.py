@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -17,11 +16,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
-from .conftest import CONFIGS, REPO, free_port
+from .conftest import CONFIGS, free_port, job_submit_command, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -100,24 +98,8 @@ class FakeCluster:
         return (self.workdir / "head.log").read_text()[-3000:]
 
     def stop(self) -> None:
-        """SIGTERM the head (it stops what it started), then kill any straggler of its tree."""
-        try:
-            tree = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            tree = []
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        _, alive = psutil.wait_procs(tree, timeout=10)
-        for process in alive:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
+        """Stop the head (it stops what it started) and the nodes its autoscaler added, by pid."""
+        stop_process(self.proc, timeout=60)
         self.log.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -140,18 +122,8 @@ def test_job_submit_scales_out_and_stores_its_claims(
     )
     started = time.monotonic()
     job = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
+        job_submit_command(
             fake_cluster.dashboard,
-            "--working-dir",
-            str(REPO),
-            "--",
-            "autoresearch-ray",
-            "run",
-            "configs/cluster.yaml",
             "how does it scale?",
             "--run-id=scaled",
             f"storage.path={db}",
@@ -159,7 +131,7 @@ def test_job_submit_scales_out_and_stores_its_claims(
             # Three workers on a cluster with no CPU yet: the autoscaler must add nodes.
             "agent_workers=3",
             f"agents=[{agents}]",
-        ],
+        ),
         env=fake_cluster.env,
         capture_output=True,
         text=True,

@@ -12,7 +12,6 @@ import json
 import shutil
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from autoresearch_ray import failpoints
 from autoresearch_ray.config import ConfigModel
 from autoresearch_ray.executors import get_executor
 
-from .conftest import free_port, make_config, start_redis, stop_process
+from .conftest import free_port, make_config, start_local_ray, start_redis, stop_process
 from .ledger import Ledger, drain, executions
 
 pytestmark = pytest.mark.chaos
@@ -38,17 +37,7 @@ def chaos_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     import ray
 
     directory = tmp_path_factory.mktemp("failpoints")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        namespace=f"chaos-{uuid.uuid4().hex[:6]}",
-        log_to_driver=False,
-        runtime_env={"env_vars": {failpoints.ENV: str(directory)}},
-    )
+    start_local_ray(runtime_env={"env_vars": {failpoints.ENV: str(directory)}})
     yield directory
     ray.shutdown()
 

@@ -16,7 +16,6 @@ import pwd
 import re
 import shlex
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import CONFIGS, REPO, free_port
+from .conftest import CONFIGS, REPO, free_port, job_submit_command, kill_processes, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -114,12 +113,7 @@ class LoopbackSSH:
         ]
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def _user_processes(uid: int) -> list[psutil.Process]:
@@ -146,13 +140,7 @@ def ssh_host(tmp_path: Path) -> Iterator[LoopbackSSH]:
     finally:
         host.stop()
         # Anything of the user's still running was started by this test: stop it by pid.
-        left = _user_processes(user.pw_uid)
-        for process in left:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(left, timeout=10)
+        kill_processes(_user_processes(user.pw_uid), timeout=0)
 
 
 def test_ray_up_submit_down_over_ssh(ssh_host: LoopbackSSH, tmp_path: Path) -> None:
@@ -265,16 +253,7 @@ def test_ray_up_submit_down_over_ssh(ssh_host: LoopbackSSH, tmp_path: Path) -> N
         try:
             _wait_for_port(local_port)
             job = ray(
-                "job",
-                "submit",
-                "--address",
-                f"http://127.0.0.1:{local_port}",
-                "--working-dir",
-                str(REPO),
-                "--",
-                "autoresearch-ray",
-                "run",
-                "configs/cluster.yaml",
+                *job_submit_command(f"http://127.0.0.1:{local_port}")[1:],
                 "a job through the tunnel",
                 "--run-id=via-tunnel",
                 f"address=127.0.0.1:{values['GCS_PORT']}",
@@ -284,7 +263,7 @@ def test_ray_up_submit_down_over_ssh(ssh_host: LoopbackSSH, tmp_path: Path) -> N
             )
             assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         finally:
-            _stop_tree(tunnel)
+            stop_process(tunnel)
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             (count,) = con.execute(
                 "SELECT COUNT(*) FROM claims WHERE run_id = 'via-tunnel'"
@@ -329,18 +308,3 @@ def _wait_for_port(port: int, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
-
-
-def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process we started and everything below it (the ssh of a tunnel), by pid."""
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for process in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=10)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()

@@ -15,6 +15,7 @@ from autoresearch_ray.simulation import batch_limit, mmc_prediction
 from .conftest import REPO
 
 SIM = REPO / "scripts" / "distributed_orchestrator_sim.py"
+SCALE_OUT = REPO / "scripts" / "scale_out.py"
 
 
 def test_batch_limit_matches_the_seed_parameters() -> None:
@@ -41,9 +42,9 @@ def test_mmc_reduces_to_mm1_and_rejects_an_unstable_queue() -> None:
         mmc_prediction(arrival_rate=250, task_time=0.01, workers=2, latency=0.0)
 
 
-def run_sim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_sim(*args: str, cwd: Path, script: Path = SIM) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SIM), *args],
+        [sys.executable, str(script), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -149,25 +150,8 @@ def test_benchmark_quick_rows(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_scale_out_runs_the_simulation_on_loopback_clusters(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "scale_out.py"),
-            "--nodes",
-            "1,2",
-            "--tasks",
-            "8",
-            "--task-time",
-            "0.1",
-            "--repeat",
-            "1",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    flags = ("--nodes", "1,2", "--tasks", "8", "--task-time", "0.1", "--repeat", "1")
+    done = run_sim(*flags, cwd=tmp_path, script=SCALE_OUT)
     assert done.returncode == 0, done.stderr[-3000:]
     table, _, data = done.stdout.partition("\n{")
     assert "| worker nodes | tasks/s | limit |" in table
@@ -178,12 +162,5 @@ def test_scale_out_runs_the_simulation_on_loopback_clusters(tmp_path: Path) -> N
 
 
 def test_scale_out_refuses_bad_node_counts(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "scale_out.py"), "--nodes", "0"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    done = run_sim("--nodes", "0", cwd=tmp_path, script=SCALE_OUT)
     assert done.returncode == 2 and "at least 1" in done.stderr
