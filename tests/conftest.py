@@ -84,7 +84,10 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    kill_processes(tree, timeout)
+    for child in tree:  # what the parent did not stop itself (orphans it started) gets SIGTERM
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    kill_processes(tree, timeout=5)
 
 
 def kill_processes(processes: list[Any], timeout: float = 10) -> None:

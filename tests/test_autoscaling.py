@@ -118,7 +118,10 @@ def test_job_submit_scales_out_and_stores_its_claims(
 ) -> None:
     db = tmp_path / "claims.db"
     agents = ", ".join(
-        f"{{name: s{i}, type: sleep, params: {{task_time: 1.0, claims: 5}}}}" for i in range(3)
+        # 18 s of work for one worker: long enough for the autoscaler to bring up a second node
+        # while the run goes on (each takes a few seconds), however fast the first one came.
+        f"{{name: s{i}, type: sleep, params: {{task_time: 2.0, claims: 5}}}}"
+        for i in range(3)
     )
     started = time.monotonic()
     job = subprocess.run(
@@ -127,7 +130,7 @@ def test_job_submit_scales_out_and_stores_its_claims(
             "how does it scale?",
             "--run-id=scaled",
             f"storage.path={db}",
-            "loops=2",
+            "loops=3",
             # Three workers on a cluster with no CPU yet: the autoscaler must add nodes.
             "agent_workers=3",
             f"agents=[{agents}]",
@@ -149,7 +152,7 @@ def test_job_submit_scales_out_and_stores_its_claims(
         }
         status = con.execute("SELECT status FROM runs WHERE run_id = 'scaled'").fetchone()[0]
     assert status == "completed"
-    assert rows == distinct == 2 * 3 * 5
+    assert rows == distinct == 3 * 3 * 5
     # The head has no CPU, so every agent ran on a node the autoscaler added.
     assert len(nodes) >= 2, nodes
     print(f"\nautoscaled job: {len(nodes)} worker nodes, {time.monotonic() - started:.1f}s")

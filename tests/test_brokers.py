@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +148,61 @@ def test_dead_letters_can_be_requeued_and_dropped(broker: MessageBroker) -> None
     assert len(broker.take_dead_letters()) == 1 and broker.dead_letters() == []
     broker.put_raw([valid])
     assert [d.message for d in broker.get_batch(10, timeout=1)] == [Stop.model_validate_json(valid)]
+
+
+@pytest.fixture
+def secured_redis(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A private redis-server with an ACL user and a TLS port (a CA and certificate made here)."""
+    import subprocess
+
+    from .conftest import free_port, start_redis, stop_process
+
+    certs = tmp_path / "tls"
+    certs.mkdir()
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port, tls_port = free_port(), free_port()
+    proc = start_redis(
+        port,
+        tmp_path,
+        *("--tls-port", str(tls_port), "--tls-auth-clients", "no"),
+        *("--tls-cert-file", str(certs / "cert.pem"), "--tls-key-file", str(certs / "key.pem")),
+        *("--tls-ca-cert-file", str(certs / "cert.pem")),
+        # The default user is off: only the ACL user below may connect.
+        *("--user", "default", "off", "--user", "tester", "on", ">s3cret-pw", "~*", "&*", "+@all"),
+    )
+    try:
+        yield {"port": port, "tls_port": tls_port, "ca": str(certs / "cert.pem")}
+    finally:
+        stop_process(proc)
+
+
+def test_acl_user_and_rediss_work_and_the_password_never_shows(
+    secured_redis: dict[str, Any],
+) -> None:
+    acl = f"redis://tester:s3cret-pw@127.0.0.1:{secured_redis['port']}/0"
+    tls = (
+        f"rediss://tester:s3cret-pw@127.0.0.1:{secured_redis['tls_port']}/0"
+        f"?ssl_ca_certs={secured_redis['ca']}"
+    )
+    for url in (acl, tls):
+        broker = get_message_broker("redis", url, namespace="secured")
+        try:
+            broker.publish(claim_message(1))
+            got = broker.get_batch(10, timeout=1)
+            assert [d.message for d in got] == [claim_message(1)]
+            broker.ack([d.delivery_id for d in got])
+            assert "s3cret-pw" not in repr(broker)
+        finally:
+            broker.close()
+    for wrong in (acl.replace("s3cret-pw", "wrong-pw"), acl.replace("tester:s3cret-pw@", "")):
+        with pytest.raises(BrokerUnavailable) as info:
+            get_message_broker("redis", wrong, namespace="secured", connect_timeout=2)
+        assert "pw" not in str(info.value), str(info.value)
