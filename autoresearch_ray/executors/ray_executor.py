@@ -44,6 +44,8 @@ class RayExecutor(BaseExecutor):
         # incarnation is up: nothing is sent to them meanwhile, so work lost with a node goes to
         # the workers that are left rather than waiting for one that may never be placed again.
         self._probes: dict[int, Any] = {}
+        # Workers whose constructor failed (a permanent error), with the reason.
+        self._failed: dict[int, str] = {}
         self._by_actor_id: dict[str, int] = {}
 
     def _start_runtime(self) -> Host:
@@ -145,13 +147,24 @@ class RayExecutor(BaseExecutor):
             )
             done = set(ready)
             for index, probe in list(self._probes.items()):
-                if probe in done:
-                    try:
-                        ray.get(probe)
+                if probe not in done:
+                    continue
+                try:
+                    ray.get(probe)
+                    del self._probes[index]
+                except ray.exceptions.RayActorError as exc:
+                    if exc.actor_init_failed:  # its constructor raised: restarting cannot help
                         del self._probes[index]
-                    except Exception:  # died again while restarting: keep probing
+                        self._failed[index] = str(exc)[:2000]
+                    else:  # died again while restarting: keep probing
                         self._probes[index] = self._workers[index].ping.remote()
-        return [i for i in range(len(self._workers)) if i not in self._probes]
+            if len(self._failed) == len(self._workers):
+                raise ExecutorError(
+                    "every agent worker failed to start: " + next(iter(self._failed.values()))
+                )
+        return [
+            i for i in range(len(self._workers)) if i not in self._probes and i not in self._failed
+        ]
 
     def _share_index(self, index: Any, directory: str) -> Any:
         import ray
@@ -237,7 +250,7 @@ class RayExecutor(BaseExecutor):
             except Exception:  # gone already
                 pass
         self._workers = []
-        self._probes = {}
+        self._probes, self._failed = {}, {}
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
