@@ -12,6 +12,7 @@ import json
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,10 +175,11 @@ def test_redis_consumer_killed_after_reading_before_ack(
 
 
 class DurableRedis:
-    """A private redis-server with AOF fsynced on every write, that a test can SIGKILL and
-    start again on the same port and files."""
+    """A private redis-server (AOF fsynced on every write, unless ``appendonly=False``) that a
+    test can SIGKILL and start again on the same port and files."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = True) -> None:
+        self.appendonly = appendonly
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +188,8 @@ class DurableRedis:
         self.restarts = 0
 
     def _start(self) -> subprocess.Popen[bytes]:
+        if not self.appendonly:  # nothing on disk: a restart starts empty
+            return start_redis(self.port, self.workdir)
         return start_redis(
             self.port, self.workdir, "--appendonly", "yes", "--appendfsync", "always"
         )
@@ -338,4 +342,69 @@ def test_poison_messages_are_dead_lettered_and_never_executed(
     assert "oversized" in reasons and "JSON" in reasons
     assert not marker.exists()  # the pickle was never unpickled
     ledger.attempted = ledger.acknowledged = set(ids)
+    ledger.check()
+
+
+@pytest.mark.parametrize("lost_with", ["queue actor restart", "redis-server restart, no AOF"])
+def test_coordinator_republishes_what_a_restarted_broker_lost(
+    chaos_ray: Path, tmp_path: Path, lost_with: str
+) -> None:
+    """Deterministic: messages are published while no consumer runs, the broker then loses them
+    (a restarted queue actor; a redis-server restarted without persistence), and only the
+    coordinator's republishing lets the loop finish."""
+    import ray
+
+    from autoresearch_ray.brokers import get_message_broker
+    from autoresearch_ray.claim_store import ClaimStore
+    from autoresearch_ray.coordinator import Coordinator
+    from autoresearch_ray.hosting import ThreadHost, resolve
+    from autoresearch_ray.models import AgentOutput, AgentResult, ClaimDraft
+
+    server = None
+    if lost_with.startswith("redis"):
+        server = DurableRedis(tmp_path / "redis", appendonly=False)
+        broker = get_message_broker("redis", server.url, namespace="lost", lease_seconds=2)
+    else:
+        broker = get_message_broker("ray", lease_seconds=2)
+    host = ThreadHost()
+    store = host.spawn(ClaimStore, tmp_path / "claims.db", name="store", max_concurrency=4)
+    coordinator = Coordinator(broker, store, ack_timeout_s=30, republish_after_s=60)
+    ledger = Ledger(f"broker lost its messages ({lost_with})", tmp_path / "claims.db", ["lost"])
+    try:
+        coordinator.start_run("lost", "q", 1, ["writer"], {})
+        drafts = tuple(ClaimDraft(content=f"kept {i}") for i in range(100))
+        now = time.time()
+        result = AgentResult(
+            run_id="lost",
+            loop=0,
+            agent="writer",
+            status="ok",
+            output=AgentOutput(claims=drafts),
+            started_at=now,
+            finished_at=now,
+        )
+        coordinator.record_many([(result, now, now)])
+        assert broker.stats()["ready"] == 101  # 100 claims and the agent's result, unconsumed
+        before = broker.incarnation()
+        if server is not None:
+            server.crash_and_restart()
+        else:
+            ray.kill(broker.actor, no_restart=False)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while broker.incarnation() == before and time.monotonic() < deadline:
+            time.sleep(0.1)  # Ray restarts the actor in the background
+        assert broker.stats()["ready"] == 0  # gone with the old incarnation
+        resolve(store.start_consumer.remote(broker, 1000, "test"))
+        state = coordinator.finish_loop(0)
+        ledger.broker_stats = drain(broker, 10)
+    finally:
+        resolve(store.close.remote())
+        host.kill(store)
+        broker.close()
+        if server is not None:
+            server.stop()
+    assert coordinator.republished == 101
+    assert len(state["claims"]) == 100
+    ledger.attempted = ledger.acknowledged = {c["claim_id"] for c in state["claims"]}
+    ledger.republished = coordinator.republished
     ledger.check()

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import redact_url
@@ -111,10 +111,13 @@ class RedisBroker(MessageBroker):
         """``XADD`` each payload, pipelined in one round trip per 1,000."""
         ids: list[str] = []
         for start in range(0, len(payloads), 1000):
-            pipe = self._redis.pipeline(transaction=False)
-            for payload in payloads[start : start + 1000]:
-                pipe.xadd(self.keys.stream, {_FIELD: payload.encode("utf-8")})
-            ids.extend(_text(i) for i in self._call(pipe.execute))
+            chunk = payloads[start : start + 1000]
+
+            def add(pipe: Any, chunk: Sequence[str] = chunk) -> None:
+                for payload in chunk:
+                    pipe.xadd(self.keys.stream, {_FIELD: payload.encode("utf-8")})
+
+            ids.extend(_text(i) for i in self._pipeline(add))
         return ids
 
     def get_raw(self, max_items: int, timeout: float | None) -> list[RawItem]:
@@ -163,10 +166,12 @@ class RedisBroker(MessageBroker):
         claimed = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
         if not claimed:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for entry_id, _ in claimed:
-            pipe.xpending_range(self.keys.stream, self.keys.group, entry_id, entry_id, 1)
-        counts = self._call(pipe.execute)
+
+        def delivery_counts(pipe: Any) -> None:
+            for entry_id, _ in claimed:
+                pipe.xpending_range(self.keys.stream, self.keys.group, entry_id, entry_id, 1)
+
+        counts = self._pipeline(delivery_counts)
         self._call(self._redis.hincrby, self.keys.counters, "redelivered", len(claimed))
         out: list[RawItem] = []
         for (entry_id, fields), pending in zip(claimed, counts, strict=True):
@@ -182,10 +187,12 @@ class RedisBroker(MessageBroker):
         """``XACK`` then ``XDEL``: acknowledged entries are not kept, so the stream stays short."""
         if not delivery_ids:
             return 0
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xack(self.keys.stream, self.keys.group, *delivery_ids)
-        pipe.xdel(self.keys.stream, *delivery_ids)
-        acked, _ = self._call(pipe.execute)
+
+        def ack_and_delete(pipe: Any) -> None:
+            pipe.xack(self.keys.stream, self.keys.group, *delivery_ids)
+            pipe.xdel(self.keys.stream, *delivery_ids)
+
+        acked, _ = self._pipeline(ack_and_delete)
         return int(acked)
 
     def dead_letter(self, item: RawItem, reason: str) -> None:
@@ -201,11 +208,13 @@ class RedisBroker(MessageBroker):
             "deliveries": item.deliveries,
             "at": time.time(),
         }
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.rpush(self.keys.dead, json.dumps(record))
-        pipe.xack(self.keys.stream, self.keys.group, item.delivery_id)
-        pipe.xdel(self.keys.stream, item.delivery_id)
-        self._call(pipe.execute)
+
+        def move(pipe: Any) -> None:
+            pipe.rpush(self.keys.dead, json.dumps(record))
+            pipe.xack(self.keys.stream, self.keys.group, item.delivery_id)
+            pipe.xdel(self.keys.stream, item.delivery_id)
+
+        self._pipeline(move, transaction=True)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Dead letters of this namespace, oldest first."""
@@ -225,12 +234,14 @@ class RedisBroker(MessageBroker):
 
     def stats(self) -> dict[str, int]:
         """Ready (not yet read), in flight (pending), dead and redelivered counts."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xlen(self.keys.stream)
-        pipe.xpending(self.keys.stream, self.keys.group)
-        pipe.llen(self.keys.dead)
-        pipe.hget(self.keys.counters, "redelivered")
-        length, pending, dead, redelivered = self._call(pipe.execute)
+
+        def counters(pipe: Any) -> None:
+            pipe.xlen(self.keys.stream)
+            pipe.xpending(self.keys.stream, self.keys.group)
+            pipe.llen(self.keys.dead)
+            pipe.hget(self.keys.counters, "redelivered")
+
+        length, pending, dead, redelivered = self._pipeline(counters)
         in_flight = int(pending["pending"]) if pending else 0
         return {
             "ready": max(0, int(length) - in_flight),
@@ -258,11 +269,31 @@ class RedisBroker(MessageBroker):
         except Exception:  # closing a dead connection is not an error worth raising
             pass
 
+    def _pipeline(self, build: Callable[[Any], None], transaction: bool = False) -> list[Any]:
+        """Run the commands ``build`` queues on a fresh pipeline, in one round trip (rebuilt if
+        it has to be retried: a pipeline is emptied by running it)."""
+
+        def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=transaction)
+            build(pipe)
+            return list(pipe.execute())
+
+        result: list[Any] = self._call(run)
+        return result
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import redis
 
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The server lost the stream and its group (restarted without persistence,
+                # flushed): re-create them and try once more, rather than fail forever.
+                self._ensure_group()
+                return fn(*args, **kwargs)
         except redis.ConnectionError as exc:
             raise BrokerUnavailable(
                 f"lost Redis at {redact_url(self.url)}: {_scrub(exc, self.url)}"
