@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from typing import Any
 
@@ -126,16 +127,18 @@ class RayExecutor(BaseExecutor):
         # Every worker starts as "not yet up"; it takes work once its ping returns. Waiting for
         # the first only: on an autoscaling cluster the rest may wait for nodes being added.
         self._probes = {i: w.ping.remote() for i, w in enumerate(self._workers)}
-        ready, _ = ray.wait(
-            list(self._probes.values()), num_returns=1, timeout=self.dist.agent_timeout_s
-        )
-        if not ready:
-            raise ExecutorError(
-                f"no agent worker could be placed within {self.dist.agent_timeout_s}s: each asks "
-                f"for agent_num_cpus={self.dist.agent_num_cpus} CPU and the cluster has "
-                f"{cpus:g}; lower agent_num_cpus or add nodes"
-            )
-        self._live()
+        deadline = time.monotonic() + self.dist.agent_timeout_s
+        while not self._live():  # raises once every worker has failed to start
+            remaining = deadline - time.monotonic()
+            ready = []
+            if remaining > 0:
+                ready, _ = ray.wait(list(self._probes.values()), num_returns=1, timeout=remaining)
+            if not ready:
+                raise ExecutorError(
+                    f"no agent worker could be placed within {self.dist.agent_timeout_s}s: each "
+                    f"asks for agent_num_cpus={self.dist.agent_num_cpus} CPU and the cluster has "
+                    f"{cpus:g}; lower agent_num_cpus or add nodes"
+                )
 
     def _live(self) -> list[int]:
         """Indexes of workers that are up (a restarted one rejoins once its ping returns)."""
