@@ -25,7 +25,8 @@ from .executors import BaseExecutor, get_executor
 from .progress import ProgressDisplay
 from .research.agents import verdicts
 
-_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+#: A command-line word that is a ``key=value`` override rather than a query or a path.
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -80,10 +81,10 @@ def split_args(args: Sequence[str], want_query: bool) -> tuple[str | None, str |
     query: str | None = None
     overrides: list[str] = []
     rest = list(args)
-    if rest and rest[0].endswith((".yaml", ".yml")) and not _OVERRIDE.match(rest[0]):
+    if rest and rest[0].endswith((".yaml", ".yml")) and not OVERRIDE.match(rest[0]):
         config = rest.pop(0)
     for item in rest:
-        if _OVERRIDE.match(item):
+        if OVERRIDE.match(item):
             overrides.append(item)
         elif want_query and query is None:
             query = item
@@ -252,7 +253,7 @@ def _claims(ns: argparse.Namespace) -> int:
 
 
 def _dlq(ns: argparse.Namespace) -> int:
-    ids = [a for a in ns.args if not _OVERRIDE.match(a) and not a.endswith((".yaml", ".yml"))]
+    ids = [a for a in ns.args if not OVERRIDE.match(a) and not a.endswith((".yaml", ".yml"))]
     rest = [a for a in ns.args if a not in ids]
     config_path, _, overrides = split_args(rest, want_query=False)
     dist = load_config(config_path, overrides).distributed_config

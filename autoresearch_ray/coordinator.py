@@ -59,9 +59,9 @@ class Coordinator:
         self._agent_order: dict[str, int] = {}
         self._loop_records: list[AgentRecord] = []
         self._loop_claims: dict[str, list[Claim]] = {}
-        self._awaiting: list[str] = []
-        # Published, not yet acknowledged, by message id: what is republished if the broker
-        # lost them (a restarted queue actor, a Redis without persistence).
+        # The loop's published messages by id, in publishing order: what the loop waits for, and
+        # what is republished if the broker lost them (a restarted queue actor, a Redis without
+        # persistence).
         self._outbox: dict[str, PersistClaim | AgentResultMessage] = {}
         self._incarnation: str | None = None
         self._started = 0.0
@@ -103,7 +103,6 @@ class Coordinator:
             self._incarnation = self.broker.incarnation()
         for message in messages:
             self._outbox[message.message_id] = message
-        self._awaiting.extend(m.message_id for m in messages)
         # Publishing as results arrive overlaps persistence with the loop's slower agents.
         self._publish(messages)
         return [record.model_dump(mode="json") for record, _ in records]
@@ -162,7 +161,7 @@ class Coordinator:
         if missing:
             why = resolve(self.store.consumer_error.remote())
             raise AckTimeout(
-                f"loop {loop}: {len(missing)} of {len(self._awaiting)} messages were not "
+                f"loop {loop}: {len(missing)} of {len(self._outbox)} messages were not "
                 f"acknowledged by the claim store within {self.ack_timeout_s}s"
                 + (f" (consumer error: {why})" if why else "")
             )
@@ -250,7 +249,7 @@ class Coordinator:
         """
         state = self._require_state()
         deadline = time.monotonic() + self.ack_timeout_s
-        waiting = list(self._awaiting)
+        waiting = list(self._outbox)
         last_progress = time.monotonic()
         while True:
             remaining = deadline - time.monotonic()
@@ -264,14 +263,13 @@ class Coordinator:
             waiting = missing
             incarnation = self.broker.incarnation()
             if incarnation != self._incarnation or now - last_progress >= self.republish_after_s:
-                self._publish([self._outbox[m] for m in missing if m in self._outbox])
+                self._publish([self._outbox[m] for m in missing])
                 self.republished += len(missing)
                 self._incarnation, last_progress = incarnation, now
 
     def _reset_loop(self) -> None:
         self._loop_records = []
         self._loop_claims = {}
-        self._awaiting = []
         self._outbox = {}
         self._incarnation = None
 

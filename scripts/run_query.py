@@ -13,11 +13,12 @@ run joins the cluster (``address: auto``) and leaves it running. Prints the answ
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+from autoresearch_ray.cli import OVERRIDE
+from autoresearch_ray.cli import main as cli
+
 CANDIDATES = (
     Path(__file__).resolve().parent.parent / "configs" / "cluster.yaml",
     Path("~/autoresearch_ray/configs/cluster.yaml").expanduser(),
@@ -46,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from autoresearch_ray.cli import main as cli
-
     command = ["run", str(config), query, *overrides]
     command += ["--json"] if args.json else []
     command += ["--run-id", args.run_id] if args.run_id else []

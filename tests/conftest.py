@@ -62,7 +62,7 @@ def start_redis(port: int, workdir: Path, *args: str) -> subprocess.Popen[bytes]
         [binary, *options, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc, what="redis-server")
     except BaseException:
         stop_process(proc)
         raise
@@ -101,16 +101,28 @@ def kill_processes(processes: list[Any], timeout: float = 10) -> None:
     psutil.wait_procs(alive, timeout=timeout)
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
+def wait_for_port(
+    port: int,
+    proc: subprocess.Popen[Any] | None = None,
+    timeout: float = 10,
+    what: str = "the server",
+    log: Path | None = None,
+) -> None:
+    """Wait until something listens on 127.0.0.1:``port``; fail the test naming ``what`` (and the
+    tail of ``log``) if ``proc`` exits first or ``timeout`` passes."""
+
+    def tail() -> str:  # read when failing: the log is still empty when the wait starts
+        return f":\n{log.read_text()[-3000:]}" if log is not None and log.exists() else ""
+
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"redis-server exited with {proc.returncode}")
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}{tail()}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    pytest.fail(f"redis-server did not listen on {port}")
+    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s{tail()}")
 
 
 @pytest.fixture

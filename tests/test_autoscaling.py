@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import CONFIGS, free_port, job_submit_command, stop_process
+from .conftest import CONFIGS, free_port, job_submit_command, stop_process, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -80,22 +79,9 @@ class FakeCluster:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_for_dashboard()
-
-    def _wait_for_dashboard(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"ray start exited with {self.proc.returncode}: {self.head_log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.dashboard_port), 1).close()
-                return
-            except OSError:
-                time.sleep(0.3)
-        pytest.fail(f"the dashboard did not listen within {timeout}s: {self.head_log()}")
-
-    def head_log(self) -> str:
-        return (self.workdir / "head.log").read_text()[-3000:]
+        wait_for_port(
+            self.dashboard_port, self.proc, 90, "ray start --head", log=workdir / "head.log"
+        )
 
     def stop(self) -> None:
         """Stop the head (it stops what it started) and the nodes its autoscaler added, by pid."""

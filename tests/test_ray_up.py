@@ -16,7 +16,6 @@ import pwd
 import re
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import CONFIGS, REPO, free_port, job_submit_command, kill_processes, stop_process
+from .conftest import (
+    CONFIGS,
+    REPO,
+    free_port,
+    job_submit_command,
+    kill_processes,
+    stop_process,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -251,7 +258,7 @@ def test_ray_up_submit_down_over_ssh(ssh_host: LoopbackSSH, tmp_path: Path) -> N
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_for_port(local_port)
+            wait_for_port(local_port, tunnel, 60, "the ray dashboard tunnel")
             job = ray(
                 *job_submit_command(f"http://127.0.0.1:{local_port}")[1:],
                 "a job through the tunnel",
@@ -297,14 +304,3 @@ def _ray_processes(uid: int) -> list[str]:
         if "raylet" in cmdline or "gcs_server" in cmdline:
             names.append(cmdline[:80])
     return names
-
-
-def _wait_for_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"nothing listened on 127.0.0.1:{port} within {timeout}s")

@@ -363,9 +363,11 @@ class BaseExecutor(abc.ABC):
             wake = [deadlines[0][0]] if deadlines else []
             if unstarted:  # poll, so a deadline is set soon after each one starts
                 wake.append(now + 0.05)
-            if waiting:
-                # Due soon, or (no worker free: all busy or restarting) look again shortly.
-                wake.append(t0 + waiting[-1][0] if self._has_capacity() else now + 0.05)
+            if waiting and self._has_capacity():
+                wake.append(t0 + waiting[-1][0])
+            elif waiting and not pending:
+                # No worker is up (all restarting) and no result will wake the loop: poll.
+                wake.append(now + 0.05)
             if buffered:
                 wake.append(last_delivery + DELIVERY_LINGER_S)
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else 0.0

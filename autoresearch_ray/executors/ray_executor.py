@@ -188,7 +188,8 @@ class RayExecutor(BaseExecutor):
         return bool(live) and min(len(self._queues[i]) for i in live) < self.dist.worker_pipeline
 
     def _submit(self, spec: dict[str, Any], state: Any, context: dict[str, Any]) -> Any:
-        index = min(self._live() or range(len(self._workers)), key=lambda i: len(self._queues[i]))
+        # Only called when _has_capacity() found a live worker with room.
+        index = min(self._live(), key=lambda i: len(self._queues[i]))
         future = self._workers[index].execute.remote(spec, state, context)
         self._queues[index].append(future)
         self._placed[future] = index
